@@ -1,0 +1,110 @@
+"""The edgekit checkpoint: weights plus everything a later stage needs to use them correctly.
+
+A checkpoint carries the model name and constructor arguments, the class names and palette, and the
+preprocessing, so export, calibration and the runner never guess how the network expects its input.
+Training adds its optimizer/scheduler state under ``training`` so that a resume is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekit.classes import ClassSet
+from edgekit.errors import EdgekitError
+from edgekit.models import build_model
+from edgekit.preprocess import Preprocessing
+
+FORMAT = "edgekit-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model_name: str
+    model_kwargs: dict[str, Any]
+    classes: ClassSet
+    preprocessing: Preprocessing
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)  # provenance: official file, metrics, ...
+    training: dict[str, Any] | None = None  # optimizer, scheduler, epoch: present only for resumable checkpoints
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def build(self) -> nn.Module:
+        """The network with these weights, in eval mode."""
+        model = build_model(self.model_name, num_classes=self.num_classes, **self.model_kwargs)
+        load_state_dict_checked(model, self.state_dict, f"checkpoint of {self.model_name}")
+        return model.eval()
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: an interrupted save never leaves a truncated checkpoint under the final name."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model_name,
+            "model_kwargs": self.model_kwargs,
+            "classes": self.classes.to_dict(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "state_dict": self.state_dict,
+            "meta": self.meta,
+            "training": self.training,
+        }
+        tmp = path.with_name(path.name + ".partial")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Checkpoint:
+        path = Path(path)
+        if not path.is_file():
+            raise EdgekitError(f"checkpoint not found: {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for truncated/corrupt archives
+            raise EdgekitError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise EdgekitError(
+                f"{path} is not an edgekit checkpoint; official weights are imported with "
+                "`edgekit import-weights --model NAME --official FILE -o CKPT`"
+            )
+        return cls(
+            model_name=payload["model"],
+            model_kwargs=dict(payload.get("model_kwargs") or {}),
+            classes=ClassSet.from_dict(payload["classes"]),
+            preprocessing=Preprocessing.from_dict(payload["preprocessing"]),
+            state_dict=payload["state_dict"],
+            meta=dict(payload.get("meta") or {}),
+            training=payload.get("training"),
+        )
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """load_state_dict(strict) with an error that lists the differing keys and shapes instead of a traceback."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:3])})")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise EdgekitError(f"{what} does not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,42 @@
+"""The ``edgekit`` command: argparse subcommands, each a thin layer over the library API.
+
+Each subcommand lives in its own module with ``register(subparsers)``; heavy imports (torch, onnx) happen inside
+the handlers so that ``edgekit --help`` and the board-side commands start fast and never need torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+# Module names under edgekit.cli, in the order `edgekit --help` lists them.
+COMMAND_MODULES = ("models",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekit",
+        description="Lightweight semantic segmentation from training to real-time inference on Jetson and GPUs.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"edgekit.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgekitError as exc:
+        print(f"edgekit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgekit {args.command}: interrupted", file=sys.stderr)
+        return 130
