@@ -1,0 +1,1 @@
+"""Datasets: readers for real layouts, the synthetic street-scene generator, joint augmentations."""
