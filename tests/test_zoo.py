@@ -16,6 +16,10 @@ from edgekit.models.stats import count_params, measure
 OFFICIAL_PARAMS = {
     "espnet": 364_569,
     "espnet-c": 349_449,
+    "espnetv2-s0.5": 80_342,
+    "espnetv2-s1.0": 234_010,
+    "espnetv2-s1.5": 468_362,
+    "espnetv2-s2.0": 789_242,
 }
 
 

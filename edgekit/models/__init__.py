@@ -1,6 +1,7 @@
 """The model zoo: one file per network, all reachable by name through the registry."""
 
 from edgekit.models import espnet as espnet
+from edgekit.models import espnetv2 as espnetv2
 from edgekit.models import lpsnet as lpsnet
 from edgekit.models.registry import ModelSpec, available_models, build_model, get_spec, register
 
