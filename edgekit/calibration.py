@@ -1,0 +1,150 @@
+"""Calibration sets: which images INT8 calibration sees, defined in YAML (``calibration/*.yaml``) or as a folder.
+
+A definition names images only — a folder, a glob, or synthetic scenes — and how many. Preprocessing always
+comes from the checkpoint/bundle (the runner's own :class:`Preprocessing`), so calibration statistics are those
+of the tensors the deployed network really receives. Nothing here ever substitutes random data: an empty,
+unreadable or wrongly sized source is an error that says what to do.
+
+YAML keys::
+
+    name: default                       # optional, for reports
+    synthetic: {count: 32, seed: 0}     # or
+    folder: ../data/frames              # relative to the YAML file; with optional `pattern: "*.png"`, or
+    glob: /data/city/**/*_leftImg8bit.png
+    count: 32                           # optional cap (evenly spaced over the sorted files)
+    holdout: {synthetic: {count: 4, seed: 1000}}   # optional calibration-free images for the accuracy report
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edgekit.errors import EdgekitError
+from edgekit.preprocess import Preprocessing, read_bgr
+
+CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "calibration"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+MIN_SIDE_FRACTION = 0.5  # an image needing more than 2x upscaling says nothing about real input statistics
+
+
+@dataclass
+class CalibrationSet:
+    """Resized BGR frames plus the preprocessing that turns them into network inputs."""
+
+    name: str
+    frames: list[np.ndarray]  # HxWx3 uint8 BGR at the network size
+    sources: list[str]
+    preprocessing: Preprocessing
+    holdout: CalibrationSet | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def inputs(self, input_dtype: str = "float32") -> Iterator[np.ndarray]:
+        """1x3xHxW network inputs: float32 normalised, or uint8 for a model that normalises in-graph."""
+        for frame in self.frames:
+            yield self.preprocessing.to_uint8_chw(frame) if input_dtype == "uint8" else self.preprocessing(frame)
+
+
+def synthetic_frames(count: int, size: tuple[int, int], first_seed: int) -> list[np.ndarray]:
+    """BGR uint8 synthetic street scenes (edgekit.data.synthetic) for seeds ``first_seed...``, at ``size``."""
+    from edgekit.data.synthetic import generate_scene
+
+    return [generate_scene(seed, size)[0] for seed in range(first_seed, first_seed + count)]
+
+
+def _evenly_spaced(items: list[Path], count: int | None) -> list[Path]:
+    if count is None or count >= len(items):
+        return items
+    index = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return [items[i] for i in index]
+
+
+def _image_files(paths: list[Path], what: str) -> list[Path]:
+    files = sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise EdgekitError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {what}; point --calib at a folder of frames like those "
+            "the camera will see, or use calibration/default.yaml (synthetic scenes)"
+        )
+    return files
+
+
+def _load_frames(files: list[Path], preprocessing: Preprocessing) -> list[np.ndarray]:
+    frames = []
+    for path in files:
+        image = read_bgr(path)
+        height, width = image.shape[:2]
+        if width < preprocessing.width * MIN_SIDE_FRACTION or height < preprocessing.height * MIN_SIDE_FRACTION:
+            raise EdgekitError(
+                f"calibration image {path} is {width}x{height}, too small for the {preprocessing.width}x"
+                f"{preprocessing.height} network input (more than 2x upscaling); use full-size frames"
+            )
+        frames.append(preprocessing.resize_bgr(image))
+    return frames
+
+
+def _from_definition(
+    definition: dict[str, Any], base: Path, preprocessing: Preprocessing, count: int | None, name: str
+) -> CalibrationSet:
+    count = count if count is not None else definition.get("count")
+    if count is not None and (not isinstance(count, int) or count < 1):
+        raise EdgekitError(f"calibration set {name}: count must be a positive integer, got {count!r}")
+    sources = [key for key in ("synthetic", "folder", "glob") if key in definition]
+    if len(sources) != 1:
+        raise EdgekitError(f"calibration set {name} must name exactly one of synthetic, folder or glob; got {sources}")
+    if "synthetic" in definition:
+        spec = definition["synthetic"] or {}
+        if not isinstance(spec, dict):
+            raise EdgekitError(f"calibration set {name}: synthetic must be a mapping with count and seed")
+        total = int(count if count is not None else spec.get("count", 32))
+        seed = int(spec.get("seed", 0))
+        frames = synthetic_frames(total, preprocessing.input_size, seed)
+        labels = [f"synthetic scene seed {s}" for s in range(seed, seed + total)]
+    else:
+        if "folder" in definition:
+            folder = (base / str(definition["folder"])).resolve()
+            if not folder.is_dir():
+                raise EdgekitError(f"calibration folder {folder} does not exist (named in {name})")
+            files = _image_files(list(folder.glob(str(definition.get("pattern", "*")))), str(folder))
+        else:
+            pattern = str(definition["glob"])
+            pattern = pattern if Path(pattern).is_absolute() else str(base / pattern)
+            files = _image_files([Path(p) for p in globlib.glob(pattern, recursive=True)], f"glob {pattern}")
+        files = _evenly_spaced(files, count)
+        frames = _load_frames(files, preprocessing)
+        labels = [str(p) for p in files]
+    holdout = None
+    if "holdout" in definition:
+        holdout = _from_definition(definition["holdout"], base, preprocessing, None, f"{name} (holdout)")
+    return CalibrationSet(name=name, frames=frames, sources=labels, preprocessing=preprocessing, holdout=holdout)
+
+
+def load_calibration(spec: Path | str, preprocessing: Preprocessing, count: int | None = None) -> CalibrationSet:
+    """A calibration set from a folder of images, a YAML definition, or a name under ``calibration/``."""
+    path = Path(spec)
+    if not path.exists() and (CALIBRATION_DIR / f"{spec}.yaml").is_file():
+        path = CALIBRATION_DIR / f"{spec}.yaml"
+    if path.is_dir():
+        return _from_definition({"folder": str(path)}, Path.cwd(), preprocessing, count, str(path))
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(CALIBRATION_DIR.glob("*.yaml")))
+        raise EdgekitError(
+            f"calibration source {spec} not found; give a folder of images, a YAML file or one of: {known}"
+        )
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise EdgekitError(f"{path} is neither a folder of images nor a .yaml calibration definition")
+    try:
+        definition = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EdgekitError(f"cannot read calibration definition {path}: {exc}") from exc
+    if not isinstance(definition, dict):
+        raise EdgekitError(f"calibration definition {path} must be a YAML mapping")
+    return _from_definition(definition, path.parent, preprocessing, count, str(definition.get("name", path.stem)))

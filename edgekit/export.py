@@ -1,0 +1,357 @@
+"""PyTorch -> ONNX (opset 17) -> onnxsim -> onnx.checker -> verified against PyTorch through onnxruntime.
+
+The exported file carries the checkpoint's preprocessing and classes in its metadata (``metadata_props``) so that
+later stages (quantize, build, the runner) never guess how to feed it. Optional in-graph stages for deployment:
+normalisation (the runner feeds uint8 NCHW frames) and ArgMax (a device copies one byte per pixel, not C floats).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.classes import ClassSet
+from edgekit.errors import EdgekitError
+from edgekit.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
+
+    from edgekit.checkpoint import Checkpoint
+
+OPSET = 17
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+CLASSMAP_NAME = "classmap"
+META_PREPROCESSING = "edgekit.preprocessing"
+META_CLASSES = "edgekit.classes"
+META_MODEL = "edgekit.model"
+META_IO = "edgekit.io"
+ARGMAX_MIN_AGREEMENT = 0.999  # in-graph ArgMax: only exact logit ties may differ between PyTorch and onnxruntime
+SYNTHETIC_VERIFY_SEEDS = (1001, 1002)
+
+
+@dataclass
+class ExportReport:
+    output: Path
+    model_name: str
+    input_size: tuple[int, int]
+    opset: int
+    dynamic_batch: bool
+    argmax: bool
+    normalize_in_graph: bool
+    nodes_before_simplify: int
+    nodes_after_simplify: int
+    verified_on: list[str]
+    max_abs_diff: float | None  # logits; None when the graph ends in ArgMax
+    argmax_agreement: float
+    tolerance: float
+    seconds: float
+    fp16: Fp16Report | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["output"] = str(self.output)
+        data["input_size"] = list(self.input_size)
+        return data
+
+
+@dataclass
+class Fp16Report:
+    source: Path
+    output: Path
+    keep_io_types: bool
+    verified_on: int  # number of inputs compared
+    max_abs_diff: float | None
+    argmax_agreement: float
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["source"] = str(self.source)
+        data["output"] = str(self.output)
+        return data
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """What export_onnx wrote into the ONNX file: how to feed it and what comes out."""
+
+    model_name: str
+    preprocessing: Preprocessing
+    classes: ClassSet
+    input_dtype: str  # "float32" or "uint8" (in-graph normalisation)
+    output_kind: str  # "logits" or "classmap"
+
+
+def read_metadata(path: Path, model: onnx.ModelProto | None = None) -> OnnxMetadata:
+    """The edgekit metadata of an exported ONNX; a clear error for a bare ONNX from elsewhere."""
+    import onnx
+
+    proto = model if model is not None else onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_PREPROCESSING not in props or META_CLASSES not in props:
+        raise EdgekitError(
+            f"{path} has no edgekit preprocessing metadata (not made by `edgekit export`); "
+            "pass --checkpoint CKPT so that calibration images are preprocessed like the runner does"
+        )
+    io = json.loads(props.get(META_IO, "{}"))
+    return OnnxMetadata(
+        model_name=props.get(META_MODEL, "unknown"),
+        preprocessing=Preprocessing.from_dict(json.loads(props[META_PREPROCESSING])),
+        classes=ClassSet.from_dict(json.loads(props[META_CLASSES])),
+        input_dtype=str(io.get("input_dtype", "float32")),
+        output_kind=str(io.get("output_kind", "logits")),
+    )
+
+
+def write_metadata(model: onnx.ModelProto, meta: OnnxMetadata) -> None:
+    """Replace the edgekit keys of ``metadata_props`` (other keys are kept)."""
+    values = {
+        META_MODEL: meta.model_name,
+        META_PREPROCESSING: json.dumps(meta.preprocessing.to_dict()),
+        META_CLASSES: json.dumps(meta.classes.to_dict()),
+        META_IO: json.dumps({"input_dtype": meta.input_dtype, "output_kind": meta.output_kind}),
+    }
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    for key, value in [*kept, *values.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normalize: bool, argmax: bool) -> nn.Module:
+    import torch
+    from torch import nn
+
+    gain, bias = preprocessing.affine()
+
+    class Deployed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+            self.register_buffer("gain", torch.from_numpy(gain).view(1, 3, 1, 1))
+            self.register_buffer("bias", torch.from_numpy(bias).view(1, 3, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if normalize:
+                x = x.float() * self.gain + self.bias
+            out = self.net(x)
+            if argmax:
+                out = out.argmax(dim=1).to(torch.uint8)
+            return out
+
+    return Deployed().eval()
+
+
+def _verification_frames(
+    verify_images: Sequence[Path] | None, size: tuple[int, int]
+) -> tuple[list[np.ndarray], list[str]]:
+    from edgekit.calibration import synthetic_frames
+    from edgekit.preprocess import read_bgr
+
+    if verify_images:
+        return [read_bgr(p) for p in verify_images], [str(p) for p in verify_images]
+    seeds = SYNTHETIC_VERIFY_SEEDS
+    return synthetic_frames(len(seeds), size, seeds[0]), [f"synthetic scene seed {s}" for s in seeds]
+
+
+def ort_session(path_or_bytes: Path | bytes, threads: int = 0) -> Any:
+    """A CPU onnxruntime session (``threads`` 0 = onnxruntime's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(
+    checkpoint: Checkpoint,
+    output: Path,
+    *,
+    input_size: tuple[int, int] | None = None,
+    dynamic_batch: bool = False,
+    argmax: bool = False,
+    normalize_in_graph: bool = False,
+    verify_images: Sequence[Path] | None = None,
+    tolerance: float = 1e-3,
+) -> ExportReport:
+    """Export, simplify, check and verify; raises EdgekitError when onnxruntime disagrees with PyTorch."""
+    import onnx
+    import onnxsim
+    import torch
+
+    started = time.perf_counter()
+    output = Path(output)
+    preprocessing = checkpoint.preprocessing
+    if input_size is not None:
+        preprocessing = preprocessing.with_size(*input_size)
+    width, height = preprocessing.input_size
+    model = checkpoint.build()
+    wrapped = _deployment_wrapper(model, preprocessing, normalize_in_graph, argmax)
+    dummy = torch.zeros(1, 3, height, width, dtype=torch.uint8 if normalize_in_graph else torch.float32)
+    output_name = CLASSMAP_NAME if argmax else LOGITS_NAME
+    output.parent.mkdir(parents=True, exist_ok=True)
+    raw_path = output.with_name(output.name + ".raw.onnx")
+    try:
+        torch.onnx.export(
+            wrapped,
+            (dummy,),
+            str(raw_path),
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[output_name],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None,
+            dynamo=False,
+        )
+        raw = onnx.load(str(raw_path))
+    finally:
+        raw_path.unlink(missing_ok=True)
+    nodes_before = len(raw.graph.node)
+    simplified, ok = onnxsim.simplify(
+        raw, check_n=0, test_input_shapes={INPUT_NAME: [1, 3, height, width]} if dynamic_batch else None
+    )
+    if not ok:
+        raise EdgekitError("onnxsim could not validate the simplified graph; report this model and size")
+    write_metadata(
+        simplified,
+        OnnxMetadata(
+            model_name=checkpoint.model_name,
+            preprocessing=preprocessing,
+            classes=checkpoint.classes,
+            input_dtype="uint8" if normalize_in_graph else "float32",
+            output_kind="classmap" if argmax else "logits",
+        ),
+    )
+    onnx.checker.check_model(simplified, full_check=True)
+    onnx.save(simplified, str(output))
+
+    frames, sources = _verification_frames(verify_images, (width, height))
+    session = ort_session(output)
+    diffs, agreements = [], []
+    with torch.no_grad():
+        for frame in frames:
+            x = preprocessing(frame)
+            reference = model(torch.from_numpy(x)).numpy()
+            feed = preprocessing.to_uint8_chw(frame) if normalize_in_graph else x
+            if dynamic_batch:  # exercise a batch of two to prove the batch axis really is dynamic
+                feed = np.concatenate([feed, feed])
+            (actual,) = session.run(None, {INPUT_NAME: feed})
+            actual = actual[:1]
+            if argmax:
+                agreements.append(float((actual == reference.argmax(1)).mean()))
+            else:
+                diffs.append(float(np.abs(actual - reference).max()))
+                agreements.append(float((actual.argmax(1) == reference.argmax(1)).mean()))
+    max_diff = max(diffs) if diffs else None
+    agreement = min(agreements)
+    if max_diff is not None and max_diff > tolerance:
+        raise EdgekitError(
+            f"onnxruntime differs from PyTorch by {max_diff:.3g} (> tolerance {tolerance:g}) on {output}; "
+            "the export is wrong for this model — check unsupported ops, or raise --tolerance if expected"
+        )
+    if argmax and agreement < ARGMAX_MIN_AGREEMENT:
+        raise EdgekitError(f"in-graph ArgMax agrees with PyTorch on only {agreement:.2%} of pixels of {output}")
+    return ExportReport(
+        output=output,
+        model_name=checkpoint.model_name,
+        input_size=(width, height),
+        opset=OPSET,
+        dynamic_batch=dynamic_batch,
+        argmax=argmax,
+        normalize_in_graph=normalize_in_graph,
+        nodes_before_simplify=nodes_before,
+        nodes_after_simplify=len(simplified.graph.node),
+        verified_on=sources,
+        max_abs_diff=max_diff,
+        argmax_agreement=agreement,
+        tolerance=tolerance,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _random_feed(session: Any, seed: int) -> dict[str, np.ndarray]:
+    """Deterministic input for FP16 verification only (never for calibration), shaped from the session."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in session.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        if "uint8" in inp.type:
+            feeds[inp.name] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        else:
+            feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: float = 0.05) -> Fp16Report:
+    """FP16 weights/activations with onnxconverter-common, verified against the FP32 model in onnxruntime.
+
+    Verification feeds the exported model's own synthetic scenes through its metadata preprocessing when present,
+    otherwise deterministic normal noise (a shape/dtype check; FP16 accuracy is then reported, not judged).
+    """
+    import onnx
+    from onnxconverter_common import float16
+
+    started = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src))
+    with warnings.catch_warnings(record=True) as caught:  # one warning per weight clamped to the FP16 range
+        warnings.simplefilter("always")
+        converted = float16.convert_float_to_float16(model, keep_io_types=keep_io_types)
+    onnx.checker.check_model(converted)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(converted, str(dst))
+
+    reference, candidate = ort_session(src), ort_session(dst)
+    notes = [f"{len(caught)} converter warnings (values outside the FP16 range clamped)"] if caught else []
+    feeds: list[dict[str, np.ndarray]]
+    try:
+        from edgekit.calibration import synthetic_frames
+
+        meta = read_metadata(src, model)
+        pp = meta.preprocessing
+        frames = synthetic_frames(len(SYNTHETIC_VERIFY_SEEDS), pp.input_size, SYNTHETIC_VERIFY_SEEDS[0])
+        feeds = [{INPUT_NAME: pp.to_uint8_chw(f) if meta.input_dtype == "uint8" else pp(f)} for f in frames]
+    except EdgekitError as exc:
+        notes.append(f"verified on random inputs: {exc}")
+        feeds = [_random_feed(reference, seed) for seed in SYNTHETIC_VERIFY_SEEDS]
+    diffs, agreements = [], []
+    for feed in feeds:
+        (ref,) = reference.run(None, feed)
+        cand_feed = feed
+        if not keep_io_types:
+            cand_feed = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in feed.items()}
+        (out,) = candidate.run(None, cand_feed)
+        if ref.ndim == 4:
+            diffs.append(float(np.abs(out.astype(np.float32) - ref).max()))
+            agreements.append(float((out.argmax(1) == ref.argmax(1)).mean()))
+        else:
+            agreements.append(float((out == ref).mean()))
+    max_diff = max(diffs) if diffs else None
+    agreement = min(agreements)
+    if agreement < 1.0 - tolerance:
+        raise EdgekitError(
+            f"FP16 model {dst} agrees with FP32 on only {agreement:.2%} of pixels; keep FP32 for this model"
+        )
+    return Fp16Report(
+        source=src,
+        output=dst,
+        keep_io_types=keep_io_types,
+        verified_on=len(feeds),
+        max_abs_diff=max_diff,
+        argmax_agreement=agreement,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+    )
