@@ -5,4 +5,8 @@ from edgekit.models import espnetv2 as espnetv2
 from edgekit.models import lpsnet as lpsnet
 from edgekit.models.registry import ModelSpec, available_models, build_model, get_spec, register
 
-__all__ = ["ModelSpec", "available_models", "build_model", "get_spec", "register"]
+# isort: split
+# After the registry: official imports checkpoint, which imports build_model from this package.
+from edgekit.models.official import import_official, load_official
+
+__all__ = ["ModelSpec", "available_models", "build_model", "get_spec", "import_official", "load_official", "register"]
