@@ -15,3 +15,72 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (official weights and real samples live there, not in the repo)")
     return SHARED
+
+
+# --- tiny ESPNet bundles for the runner, backend, source and sink tests (exported here, no build needed) ---
+TINY_SIZE = (128, 64)  # (width, height): small enough that a frame infers in milliseconds on one CPU core
+
+
+def _export_tiny_bundle(destination: Path, normalize_in_graph: bool, argmax: bool) -> Path:
+    """ESPNet (random weights, seed 0) with optional in-graph normalisation/ArgMax, as a real edgekit bundle."""
+    import torch
+
+    from edgekit.bundle import BundleWriter
+    from edgekit.classes import cityscapes_classes
+    from edgekit.models import build_model
+    from edgekit.preprocess import ESPNET_CITYSCAPES
+
+    torch.manual_seed(0)
+    net = build_model("espnet", num_classes=20).eval()
+    preprocessing = ESPNET_CITYSCAPES.with_size(*TINY_SIZE)
+    gain, bias = (torch.from_numpy(a).view(1, 3, 1, 1) for a in preprocessing.affine())
+
+    class Deployed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.register_buffer("gain", gain)
+            self.register_buffer("bias", bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.net(x.float() * self.gain + self.bias if normalize_in_graph else x)
+            return out.argmax(dim=1).to(torch.uint8) if argmax else out
+
+    width, height = TINY_SIZE
+    dtype = torch.uint8 if normalize_in_graph else torch.float32
+    example = torch.zeros(1, 3, height, width, dtype=dtype)
+    with BundleWriter(destination) as writer:
+        torch.onnx.export(
+            Deployed().eval(), (example,), str(writer.path("model.onnx")), opset_version=17,
+            input_names=["input"], output_names=["classmap" if argmax else "logits"], dynamo=False,
+        )  # fmt: skip
+        return writer.commit(
+            {
+                "model": {"name": "espnet", "kwargs": {}},
+                "classes": cityscapes_classes().to_dict(),
+                "preprocessing": preprocessing.to_dict(),
+                "input": {
+                    "name": "input",
+                    "shape": [1, 3, height, width],
+                    "dtype": "uint8" if normalize_in_graph else "float32",
+                    "normalized_in_graph": normalize_in_graph,
+                },
+                "output": {"name": "classmap" if argmax else "logits", "kind": "classmap" if argmax else "logits"},
+                "target": "test",
+                "precision": "fp32",
+                "artifacts": {"onnx": {"fp32": "model.onnx"}, "runtime_onnx": "model.onnx", "engine": None},
+                "engine": None,
+            }
+        ).root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """uint8 input normalised in-graph, class map from in-graph ArgMax: the runner's fast path."""
+    return _export_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-uint8-argmax", True, True)
+
+
+@pytest.fixture(scope="session")
+def tiny_logits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """float32 normalised input, float logits out: the general path."""
+    return _export_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-float-logits", False, False)

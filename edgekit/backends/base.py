@@ -21,6 +21,7 @@ class Backend(abc.ABC):
     input_shape: tuple[int, ...]  # NCHW; N may be -1 for a dynamic batch
     input_dtype: np.dtype  # float32, or uint8 when the model normalises in-graph
     output_kind: OutputKind  # NCHW float logits, or an NHW class map from in-graph ArgMax
+    chosen_because: str = ""  # why open_backend picked this backend; the runner records it in its stats
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:

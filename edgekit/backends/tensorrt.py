@@ -1,0 +1,334 @@
+"""TensorRT engine backend for TensorRT 8.x (binding indices) and 8.5+/10.x/11.x (tensor names, execute_async_v3).
+
+Host buffers are page-locked and copies are asynchronous on one CUDA stream, through pycuda or cuda-python,
+whichever is installed (JetPack images usually carry pycuda, TensorRT 10.14+ samples moved to cuda-python).
+An engine only runs on the GPU model and TensorRT version it was built with; that is checked against the bundle
+manifest before deserialising, so the user gets a message naming both sides instead of a deserialisation error.
+All imports are lazy: this module loads on machines without TensorRT and the runner picks onnxruntime there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.backends.base import Backend, OutputKind
+from edgekit.errors import EdgekitError
+
+log = logging.getLogger(__name__)
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when tensorrt and a CUDA binding import, else why not (for logs and test skips)."""
+    try:
+        importlib.import_module("tensorrt")
+    except Exception as exc:  # ImportError, or OSError from a missing libnvinfer
+        return f"tensorrt does not import ({exc.__class__.__name__}: {exc})"
+    for module in ("pycuda.driver", "cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            importlib.import_module(module)
+            return None
+        except Exception:  # a missing or broken binding: try the next one
+            continue
+    return "neither pycuda nor cuda-python imports (pip install pycuda, or cuda-python)"
+
+
+class _PyCuda:
+    """pycuda on the device's primary context, the one TensorRT's runtime API uses too."""
+
+    name = "pycuda"
+
+    def __init__(self) -> None:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        self.cuda = cuda
+        self.device = cuda.Device(0)
+        self.context = self.device.retain_primary_context()
+        self.context.push()
+        self.stream = cuda.Stream()
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.cuda.pagelocked_empty(shape, dtype)
+
+    def alloc(self, nbytes: int) -> Any:
+        return self.cuda.mem_alloc(max(nbytes, 1))
+
+    def h2d(self, device_ptr: Any, host: np.ndarray) -> None:
+        self.cuda.memcpy_htod_async(device_ptr, host, self.stream)
+
+    def d2h(self, host: np.ndarray, device_ptr: Any) -> None:
+        self.cuda.memcpy_dtoh_async(host, device_ptr, self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self.stream.handle)
+
+    def enter(self) -> None:
+        """Make the context current in the calling thread (the runner infers from its own thread)."""
+        self.context.push()
+
+    def leave(self) -> None:
+        self.cuda.Context.pop()
+
+    def gpu(self) -> tuple[str, str]:
+        major, minor = self.device.compute_capability()
+        return str(self.device.name()), f"{major}.{minor}"
+
+    def close(self) -> None:
+        self.cuda.Context.pop()
+
+
+class _CudaPython:
+    """cuda-python's runtime API (``cuda.bindings.runtime`` from 12.6.1, ``cuda.cudart`` before)."""
+
+    name = "cuda-python"
+
+    def __init__(self) -> None:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+        self.cudart = cudart
+        self.stream = self._check(cudart.cudaStreamCreate())
+        self._pinned: list[int] = []
+        self._device: list[int] = []
+
+    def _check(self, result: tuple[Any, ...]) -> Any:
+        err, *rest = result
+        if err != self.cudart.cudaError_t.cudaSuccess:
+            raise EdgekitError(f"CUDA error {self.cudart.cudaGetErrorName(err)[1].decode()}")
+        return rest[0] if len(rest) == 1 else rest
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+        pointer = self._check(self.cudart.cudaMallocHost(nbytes))
+        self._pinned.append(pointer)
+        raw = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(pointer))
+        return raw.view(dtype)[: int(np.prod(shape))].reshape(shape)
+
+    def alloc(self, nbytes: int) -> Any:
+        pointer = self._check(self.cudart.cudaMalloc(max(nbytes, 1)))
+        self._device.append(pointer)
+        return pointer
+
+    def h2d(self, device_ptr: Any, host: np.ndarray) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.cudart.cudaMemcpyAsync(device_ptr, host.ctypes.data, host.nbytes, kind, self.stream))
+
+    def d2h(self, host: np.ndarray, device_ptr: Any) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.cudart.cudaMemcpyAsync(host.ctypes.data, device_ptr, host.nbytes, kind, self.stream))
+
+    def synchronize(self) -> None:
+        self._check(self.cudart.cudaStreamSynchronize(self.stream))
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self.stream)
+
+    def enter(self) -> None:
+        """The runtime API uses the primary context from any thread; nothing to push."""
+
+    def leave(self) -> None:
+        """See ``enter``."""
+
+    def gpu(self) -> tuple[str, str]:
+        props = self._check(self.cudart.cudaGetDeviceProperties(0))
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+
+    def close(self) -> None:
+        for pointer in self._pinned:
+            self.cudart.cudaFreeHost(pointer)
+        for pointer in self._device:
+            self.cudart.cudaFree(pointer)
+        self._pinned.clear()
+        self._device.clear()
+        self.cudart.cudaStreamDestroy(self.stream)
+
+
+def _open_cuda(binding: str) -> _PyCuda | _CudaPython:
+    if binding in ("auto", "pycuda"):
+        try:
+            return _PyCuda()
+        except ImportError:
+            if binding == "pycuda":
+                raise EdgekitError("pycuda is not installed: pip install pycuda (or use cuda-python)") from None
+    try:
+        return _CudaPython()
+    except ImportError:
+        raise EdgekitError("TensorRT inference needs pycuda or cuda-python: pip install pycuda") from None
+
+
+def _version_key(version: str) -> tuple[str, ...]:
+    """TensorRT engines are tied to major.minor.patch (the build number does not matter)."""
+    return tuple(version.split(".")[:3])
+
+
+def _sm(compute_capability: str) -> str:
+    """'8.7', 'sm_87' and '87' all name the same GPU generation."""
+    return compute_capability.removeprefix("sm_").replace(".", "")
+
+
+def check_engine_compatibility(
+    engine_path: Path, built: dict[str, Any] | None, trt_version: str, gpu: str, compute_capability: str
+) -> None:
+    """Refuse an engine built for another GPU or TensorRT, naming both sides and the fix."""
+    if not built:
+        return
+    built_version = str(built.get("tensorrt_version", "?"))
+    built_gpu = str(built.get("gpu", "?"))
+    built_cc = str(built.get("compute_capability", "?"))
+    same_version = built_version == "?" or _version_key(built_version) == _version_key(trt_version)
+    same_gpu = built_cc == "?" or _sm(built_cc) == _sm(compute_capability)
+    if not (same_version and same_gpu):
+        raise EdgekitError(
+            f"engine {engine_path} was built for {built_gpu} (compute {built_cc}) with TensorRT {built_version}, "
+            f"but this machine has {gpu} (compute {compute_capability}) with TensorRT {trt_version}; "
+            f"run `edgekit compile --bundle {engine_path.parent}` here to build an engine for this GPU"
+        )
+
+
+class TensorRTBackend(Backend):
+    """A serialized TensorRT engine with pinned host buffers and async copies on one stream."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine_path: str | Path,
+        built_for: dict[str, Any] | None = None,
+        cuda_binding: str = "auto",
+        output_kind: OutputKind | None = None,
+    ) -> None:
+        """``built_for`` is the bundle manifest's ``engine`` entry (tensorrt_version, gpu, compute_capability)."""
+        reason = tensorrt_unavailable_reason()
+        if reason:
+            raise EdgekitError(f"the TensorRT backend cannot run here: {reason}; use --backend onnxruntime")
+        import tensorrt as trt
+
+        self.trt = trt
+        self.engine_path = Path(engine_path)
+        if not self.engine_path.is_file():
+            raise EdgekitError(f"TensorRT engine not found: {self.engine_path}")
+        self.cuda = _open_cuda(cuda_binding)
+        try:
+            self._load(built_for, output_kind)
+        finally:
+            self.cuda.leave()
+
+    def _load(self, built_for: dict[str, Any] | None, output_kind: OutputKind | None) -> None:
+        trt = self.trt
+        self.gpu_name, self.compute_capability = self.cuda.gpu()
+        check_engine_compatibility(self.engine_path, built_for, trt.__version__, self.gpu_name, self.compute_capability)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self.engine is None:
+            raise EdgekitError(
+                f"TensorRT {trt.__version__} could not deserialize {self.engine_path} on {self.gpu_name}: it was "
+                f"built for another GPU or TensorRT version, or is corrupt; run `edgekit compile` on this machine"
+            )
+        self.context = self.engine.create_execution_context()
+        self.named_io = hasattr(self.engine, "num_io_tensors") and hasattr(self.context, "execute_async_v3")
+        self._allocate()
+        self.output_kind = output_kind or ("logits" if self.output_host.dtype.kind == "f" else "classmap")
+
+    def _io(self) -> list[tuple[str, bool, tuple[int, ...], np.dtype]]:
+        """(name, is_input, shape, dtype) of every engine I/O tensor, through whichever API this TensorRT has."""
+        trt, engine, context = self.trt, self.engine, self.context
+        io = []
+        if self.named_io:
+            for index in range(engine.num_io_tensors):
+                name = engine.get_tensor_name(index)
+                is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                if is_input and -1 in tuple(engine.get_tensor_shape(name)):
+                    opt_shape = engine.get_tensor_profile_shape(name, 0)[1]
+                    context.set_input_shape(name, tuple(opt_shape))
+                shape = tuple(context.get_tensor_shape(name))
+                io.append((name, is_input, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name)))))
+        else:
+            for index in range(engine.num_bindings):
+                is_input = engine.binding_is_input(index)
+                if is_input and -1 in tuple(engine.get_binding_shape(index)):
+                    opt_shape = engine.get_profile_shape(0, index)[1]
+                    context.set_binding_shape(index, tuple(opt_shape))
+                shape = tuple(context.get_binding_shape(index))
+                dtype = np.dtype(trt.nptype(engine.get_binding_dtype(index)))
+                io.append((engine.get_binding_name(index), is_input, shape, dtype))
+        return io
+
+    def _allocate(self) -> None:
+        io = self._io()
+        inputs = [t for t in io if t[1]]
+        outputs = [t for t in io if not t[1]]
+        if len(inputs) != 1 or not outputs:
+            raise EdgekitError(f"{self.engine_path}: expected one input and an output, found {[t[0] for t in io]}")
+        self.device_buffers = []
+        self.bindings: list[int] = []
+        for name, _, shape, dtype in io:
+            buffer = self.cuda.alloc(int(np.prod(shape)) * dtype.itemsize)
+            self.device_buffers.append(buffer)
+            self.bindings.append(int(buffer))
+            if self.named_io:
+                self.context.set_tensor_address(name, int(buffer))
+        in_name, _, in_shape, in_dtype = inputs[0]
+        out_name, _, out_shape, out_dtype = outputs[0]
+        self.input_name, self.output_name = in_name, out_name
+        self.input_shape, self.input_dtype = in_shape, in_dtype
+        self.input_host = self.cuda.pinned(in_shape, in_dtype)
+        self.output_host = self.cuda.pinned(out_shape, out_dtype)
+        names = [t[0] for t in io]
+        self.input_device = self.device_buffers[names.index(in_name)]
+        self.output_device = self.device_buffers[names.index(out_name)]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if tuple(batch.shape) != self.input_shape:
+            raise EdgekitError(f"engine {self.engine_path} takes input {self.input_shape}, got {tuple(batch.shape)}")
+        self.cuda.enter()
+        try:
+            np.copyto(self.input_host, batch, casting="same_kind")
+            self.cuda.h2d(self.input_device, self.input_host)
+            if self.named_io:
+                ok = self.context.execute_async_v3(stream_handle=self.cuda.stream_handle)
+            else:
+                ok = self.context.execute_async_v2(bindings=self.bindings, stream_handle=self.cuda.stream_handle)
+            if not ok:
+                raise EdgekitError(f"TensorRT failed to run {self.engine_path} (see the TensorRT log above)")
+            self.cuda.d2h(self.output_host, self.output_device)
+            self.cuda.synchronize()
+        finally:
+            self.cuda.leave()
+        output = self.output_host.copy()
+        if self.output_kind == "classmap" and output.ndim == 4:
+            output = output[:, 0]
+        return output
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "engine": str(self.engine_path),
+            "tensorrt_version": self.trt.__version__,
+            "gpu": self.gpu_name,
+            "compute_capability": self.compute_capability,
+            "cuda_binding": self.cuda.name,
+            "io_api": "tensor names + execute_async_v3" if self.named_io else "bindings + execute_async_v2",
+            "input": {"shape": list(self.input_shape), "dtype": str(self.input_dtype)},
+            "output_kind": self.output_kind,
+        }
+
+    def close(self) -> None:
+        self.cuda.enter()
+        self.device_buffers.clear()
+        self.context = None
+        self.engine = None
+        self.cuda.close()  # pops the context entered above

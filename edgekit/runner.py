@@ -1,0 +1,442 @@
+"""The on-device pipeline: capture, preprocessing, inference, post-processing and output overlap in threads.
+
+Each stage is a thread joined to the next by a bounded queue (``queue_size`` frames), so the slowest stage
+(inference, on a board) sets the pace and the others run beside it: numpy, OpenCV, onnxruntime, TensorRT and
+GStreamer all release the GIL in their heavy calls, which is why threads and not processes. Files and folders
+never drop a frame (a full queue blocks the reader); live sources keep only their newest frame and count the
+stale ones. Ctrl-C / SIGTERM stop the capture, let the frames in flight finish, finalize every sink and write
+the stats; a second signal aborts at once (still finalizing). A live source that delivers nothing for
+``stall_timeout`` seconds ends the run with an error.
+
+``run_pipeline`` is the library entry point (the benchmarks call it for full-pipeline FPS); ``edgekit run`` and
+``edgekit demo`` are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from edgekit.backends.base import Backend, to_classmap
+from edgekit.bundle import Bundle
+from edgekit.classes import ClassSet
+from edgekit.errors import EdgekitError
+from edgekit.preprocess import Preprocessing
+from edgekit.sinks.base import OutputFrame, Sink
+from edgekit.sources.base import Frame, Source, StallError
+from edgekit.stats import LatencyRecorder, RateMeter, RunStats, latency_summary
+from edgekit.visualize import draw_legend, overlay
+
+log = logging.getLogger(__name__)
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "output")
+_END = object()  # end-of-stream marker passed down the queues
+_POLL = 0.1  # seconds between checks of the abort flag while blocked on a queue
+
+
+class PipelineError(EdgekitError):
+    """The run failed after starting; outputs were finalized and ``stats`` (also written to disk) says how far."""
+
+    def __init__(self, message: str, stats: RunStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+@dataclass
+class _Item:
+    frame: Frame
+    tensor: np.ndarray | None = None
+    output: np.ndarray | None = None
+    result: OutputFrame | None = None
+
+
+@dataclass
+class _Control:
+    """Shared run state: graceful stop (finish frames in flight) versus abort (drop them), and the first error."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    abort: threading.Event = field(default_factory=threading.Event)
+    stopped_by: str = "end of stream"
+    error: BaseException | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, error: BaseException) -> None:
+        with self.lock:
+            if self.error is None:
+                self.error = error
+                self.stopped_by = "stalled" if isinstance(error, StallError) else "error"
+        self.abort.set()
+
+    def request_stop(self, why: str) -> None:
+        with self.lock:
+            if self.stop.is_set():
+                self.stopped_by = f"{why}, aborted"
+                self.abort.set()
+                return
+            self.stopped_by = why
+        self.stop.set()
+
+    def put(self, out: queue.Queue[Any], item: Any) -> bool:
+        """Block until there is room; False when the run is aborted meanwhile."""
+        while not self.abort.is_set():
+            try:
+                out.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, source: queue.Queue[Any]) -> Any:
+        """The next item, or _END when the run is aborted meanwhile."""
+        while not self.abort.is_set():
+            try:
+                return source.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return _END
+
+
+def input_preparer(backend: Backend, preprocessing: Preprocessing) -> Callable[[np.ndarray], np.ndarray]:
+    """Frame -> model input: uint8 CHW straight in when the model normalises in-graph, else the float path.
+
+    A model with a fixed input size different from the preprocessing's wins (it cannot take anything else).
+    """
+    shape = backend.input_shape
+    if len(shape) == 4 and shape[2] > 0 and shape[3] > 0 and (shape[3], shape[2]) != preprocessing.input_size:
+        log.warning(
+            "model input is %dx%d but the preprocessing says %dx%d; resizing to the model's", shape[3], shape[2],
+            *preprocessing.input_size,
+        )  # fmt: skip
+        preprocessing = preprocessing.with_size(shape[3], shape[2])
+    if backend.input_dtype == np.uint8:
+        return preprocessing.to_uint8_chw
+    dtype = backend.input_dtype
+
+    def prepare(image: np.ndarray) -> np.ndarray:
+        return preprocessing(image).astype(dtype, copy=False)
+
+    return prepare
+
+
+def render(
+    frame: Frame, output: np.ndarray, backend: Backend, classes: ClassSet, alpha: float, legend: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(overlay image with legend, class map) for one frame's model output."""
+    classmap = to_classmap(output, backend.output_kind)[0]
+    image = overlay(frame.image, classmap, classes, alpha)
+    if legend:
+        present = np.flatnonzero(np.bincount(classmap.ravel(), minlength=len(classes)))
+        draw_legend(image, classes, present)
+    return image, classmap
+
+
+def time_inference(backend: Backend, tensor: np.ndarray, warmup: int, iterations: int) -> dict[str, Any] | None:
+    """backend.infer alone on one real input, back to back: the rate the pipeline is measured against."""
+    for _ in range(warmup):
+        backend.infer(tensor)
+    if iterations <= 0:
+        return None
+    durations = []
+    start = time.perf_counter()
+    for _ in range(iterations):
+        began = time.perf_counter()
+        backend.infer(tensor)
+        durations.append(time.perf_counter() - began)
+    total = time.perf_counter() - start
+    return {
+        "iterations": iterations,
+        "warmup": warmup,
+        "fps": iterations / total,
+        "latency": latency_summary(durations),
+    }
+
+
+@contextmanager
+def _signals_request_stop(control: _Control, enabled: bool) -> Iterator[None]:
+    """SIGINT/SIGTERM -> graceful stop, a second one -> abort; only from the main thread, restored after."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        control.request_stop(f"interrupted ({signal.Signals(signum).name})")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_pipeline(
+    backend: Backend,
+    source: Source,
+    sinks: Sequence[Sink],
+    preprocessing: Preprocessing,
+    classes: ClassSet,
+    *,
+    queue_size: int = 2,
+    stall_timeout: float = 10.0,
+    warmup: int = 2,
+    inference_only_iterations: int = 0,
+    max_frames: int | None = None,
+    alpha: float = 0.5,
+    legend: bool = True,
+    stats_path: str | Path | None = None,
+    progress: bool = False,
+    handle_signals: bool = True,
+) -> RunStats:
+    """Stream ``source`` through ``backend`` into every sink; returns (and writes) the run's statistics.
+
+    Takes ownership of ``source`` and ``sinks``: both are closed on every exit path, so a video sink is always
+    finalized. ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before streaming
+    (same process, same input) and reports the pipeline's FPS relative to it. Raises PipelineError (with the
+    stats attached and written) when a stage fails or the source stalls.
+    """
+    control = _Control()
+    latencies = LatencyRecorder()
+    rate = RateMeter()
+    prepare = input_preparer(backend, preprocessing)
+    stats = RunStats(
+        source=source.describe(),
+        backend={**backend.describe(), "chosen_because": backend.chosen_because},
+    )
+    stats.backend["sinks"] = [sink.describe() for sink in sinks]
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=max(queue_size, 1)) for _ in STAGES[1:]]
+    times: dict[str, float] = {}
+
+    def read() -> Frame | None:
+        began = time.perf_counter()
+        frame = source.read(timeout=stall_timeout)
+        if frame is not None:
+            latencies.add("capture", time.perf_counter() - began)
+        return frame
+
+    def capture(first: Frame | None) -> None:
+        frame = first
+        while frame is not None and not control.stop.is_set() and not control.abort.is_set():
+            times.setdefault("first_in", time.perf_counter())
+            stats.frames_in += 1
+            if not control.put(queues[0], _Item(frame)):
+                return
+            if max_frames is not None and stats.frames_in >= max_frames:
+                break
+            frame = read()
+        control.put(queues[0], _END)
+
+    def preprocess(item: _Item) -> None:
+        item.tensor = prepare(item.frame.image)
+
+    def infer(item: _Item) -> None:
+        assert item.tensor is not None
+        began = time.perf_counter()
+        item.output = backend.infer(item.tensor)
+        latencies.add("inference", time.perf_counter() - began)
+
+    def postprocess(item: _Item) -> None:
+        assert item.output is not None
+        image, classmap = render(item.frame, item.output, backend, classes, alpha, legend)
+        item.result = OutputFrame(image, item.frame, classmap, rate.fps(), rate.latency_ms())
+
+    def output(item: _Item) -> None:
+        assert item.result is not None
+        for sink in sinks:
+            sink.write(item.result)
+        now = time.perf_counter()
+        end_to_end = time.monotonic() - item.frame.timestamp
+        latencies.add("end_to_end", end_to_end)
+        rate.tick(now, end_to_end)
+        times.setdefault("first_out", now)
+        times["last_out"] = now
+        stats.frames_out += 1
+        if progress_bar is not None:
+            progress_bar.advance(1)
+        if any(sink.stop_requested for sink in sinks):
+            control.request_stop("stopped from a sink (window closed)")
+
+    def stage(
+        name: str, work: Callable[[_Item], None], inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None
+    ) -> None:
+        while (item := control.get(inbox)) is not _END:
+            began = time.perf_counter()
+            work(item)
+            if name != "inference":  # inference records its own time, excluding the one-off timing run
+                latencies.add(name, time.perf_counter() - began)
+            if outbox is not None and not control.put(outbox, item):
+                return
+        if outbox is not None:
+            control.put(outbox, _END)
+
+    def guarded(target: Callable[..., None], *args: Any) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                control.fail(exc)
+
+        return run
+
+    stages = [("preprocess", preprocess), ("inference", infer), ("postprocess", postprocess), ("output", output)]
+    progress_bar = _progress(source, enabled=progress)
+    log.info("running %s -> %s on %s", stats.source, ", ".join(stats.backend["sinks"]), backend.name)
+    started = time.perf_counter()
+    try:
+        with _signals_request_stop(control, handle_signals):
+            first = _first_frame(read, prepare, backend, warmup, inference_only_iterations, stats, control)
+            workers = [guarded(capture, first)] + [
+                guarded(stage, name, work, queues[i], queues[i + 1] if i + 1 < len(queues) else None)
+                for i, (name, work) in enumerate(stages)
+            ]
+            threads = [
+                threading.Thread(target=work, name=f"edgekit {name}", daemon=True)
+                for work, name in zip(workers, STAGES, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(_POLL)
+    finally:
+        control.abort.set()
+        if progress_bar is not None:
+            progress_bar.stop()
+        _close_all(source, sinks, control)
+        _finish(stats, control, source, latencies, times, started)
+        if stats_path is not None:
+            stats.write_json(stats_path)
+            log.info("stats written to %s", stats_path)
+    if control.error is not None:
+        if isinstance(control.error, EdgekitError):
+            raise PipelineError(str(control.error), stats) from control.error
+        raise control.error
+    return stats
+
+
+def _first_frame(
+    read: Callable[[], Frame | None],
+    prepare: Callable[[np.ndarray], np.ndarray],
+    backend: Backend,
+    warmup: int,
+    iterations: int,
+    stats: RunStats,
+    control: _Control,
+) -> Frame | None:
+    """Read the first frame, warm the backend up on it and time inference alone, before the stages start.
+
+    The frame then enters the pipeline re-stamped, so the deliberate hold does not count as latency; live
+    frames that arrive meanwhile are replaced by newer ones and counted as dropped, as they were.
+    """
+    try:
+        frame = read()
+        if frame is not None:
+            stats.inference_only = time_inference(backend, prepare(frame.image), warmup, iterations)
+            frame.timestamp = time.monotonic()
+        return frame
+    except BaseException as exc:
+        control.fail(exc)
+        return None
+
+
+def _close_all(source: Source, sinks: Sequence[Sink], control: _Control) -> None:
+    """Close everything even when one close fails (a full disk while finalizing the video), keeping the error."""
+    closables: list[Source | Sink] = [source, *sinks]
+    for closable in closables:
+        try:
+            closable.close()
+        except Exception as exc:
+            control.fail(exc)
+
+
+def _finish(
+    stats: RunStats,
+    control: _Control,
+    source: Source,
+    latencies: LatencyRecorder,
+    times: dict[str, float],
+    started: float,
+) -> None:
+    stats.stopped_by = control.stopped_by
+    stats.error = None if control.error is None else f"{control.error.__class__.__name__}: {control.error}"
+    stats.frames_dropped = source.dropped
+    stats.frames_skipped = len(source.skipped)
+    stats.skipped = list(source.skipped)
+    stats.duration_s = round(times.get("last_out", time.perf_counter()) - times.get("first_in", started), 4)
+    if stats.frames_out >= 2:
+        stats.fps = round((stats.frames_out - 1) / (times["last_out"] - times["first_out"]), 3)
+    stats.latency = latencies.summary()
+    if stats.inference_only:
+        stats.inference_only["fps"] = round(stats.inference_only["fps"], 3)
+        in_pipeline = latencies.samples("inference")
+        if in_pipeline:
+            stats.inference_only["in_pipeline_fps"] = round(len(in_pipeline) / sum(in_pipeline), 3)
+        if stats.fps:
+            stats.fps_vs_inference_only = round(stats.fps / stats.inference_only["fps"], 4)
+
+
+class _Progress:
+    """A rich progress bar (total known for files and folders) updated from the output thread."""
+
+    def __init__(self, total: int | None, what: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from edgekit.cli.common import console
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )  # fmt: skip
+        self.task = self.progress.add_task(what, total=total)
+        self.progress.start()
+
+    def advance(self, count: int) -> None:
+        self.progress.advance(self.task, count)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress(source: Source, enabled: bool) -> _Progress | None:
+    if not enabled:
+        return None
+    return _Progress(source.frame_count, "live" if source.live else "frames")
+
+
+def model_inputs(model: Bundle | Path) -> tuple[Preprocessing, ClassSet]:
+    """The preprocessing and classes a model was trained with: from a bundle's manifest, an exported ONNX's
+    metadata (read through onnxruntime, so no onnx package is needed on a board) or a checkpoint."""
+    if isinstance(model, Bundle):
+        return model.preprocessing, model.classes
+    if model.suffix == ".onnx":
+        import json
+
+        import onnxruntime as ort
+
+        from edgekit.export import META_CLASSES, META_PREPROCESSING
+
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+        if META_PREPROCESSING not in meta or META_CLASSES not in meta:
+            raise EdgekitError(
+                f"{model} carries no edgekit preprocessing/classes metadata (not made by `edgekit export`); "
+                "run it from a bundle (--bundle) or re-export it with `edgekit export`"
+            )
+        return (
+            Preprocessing.from_dict(json.loads(meta[META_PREPROCESSING])),
+            ClassSet.from_dict(json.loads(meta[META_CLASSES])),
+        )
+    from edgekit.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint.load(model)
+    return checkpoint.preprocessing, checkpoint.classes

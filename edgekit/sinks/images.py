@@ -1,0 +1,27 @@
+"""One overlay image per frame, named after the source frame (its file name for image sequences)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from edgekit.errors import EdgekitError
+from edgekit.sinks.base import OutputFrame, Sink
+
+
+class ImageFilesSink(Sink):
+    def __init__(self, folder: str | Path, suffix: str = ".png") -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.suffix = suffix
+        self.frames = 0
+
+    def write(self, output: OutputFrame) -> None:
+        path = self.folder / f"{output.frame.name}{self.suffix}"
+        if not cv2.imwrite(str(path), output.image):
+            raise EdgekitError(f"cannot write {path}: check the folder is writable")
+        self.frames += 1
+
+    def describe(self) -> str:
+        return f"image files in {self.folder} (*{self.suffix})"
