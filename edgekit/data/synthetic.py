@@ -500,6 +500,32 @@ def _label_ids_from_train_ids() -> np.ndarray:
     return lut
 
 
+@dataclass
+class SyntheticScenes:
+    """`count` scenes generated on demand (no disk), a SegmentationSource labelled with the 19 Cityscapes classes."""
+
+    count: int
+    size: tuple[int, int] = (1024, 512)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from edgekit.classes import cityscapes_classes
+
+        self.classes = cityscapes_classes(with_background=False)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return generate_scene(self.seed + index, self.size)
+
+    def read_mask(self, index: int) -> np.ndarray:
+        return self.read(index)[1]
+
+    def describe(self, index: int) -> str:
+        return f"synthetic scene {self.seed + index}"
+
+
 def write_cityscapes_layout(
     out_dir: Path, count: int, size: tuple[int, int] = (1024, 512), seed: int = 0, val_fraction: float = 0.2
 ) -> Path:
