@@ -74,11 +74,11 @@ def test_window_without_gui_support_says_what_to_do(monkeypatch: pytest.MonkeyPa
     gui = next((line.split(":", 1)[1].strip() for line in build if line.strip().startswith("GUI:")), "NONE")
     if gui != "NONE":
         pytest.skip(f"this OpenCV has GUI support ({gui})")
-    with pytest.raises(EdgekitError, match="opencv-python-headless.*--serve"):
+    with pytest.raises(EdgekitError, match=r"opencv-python-headless.*--serve"):
         open_sinks(show=True)
     monkeypatch.delenv("DISPLAY")
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(EdgekitError, match="DISPLAY is not set.*--serve"):
+    with pytest.raises(EdgekitError, match=r"DISPLAY is not set.*--serve"):
         open_sinks(show=True)
 
 

@@ -76,7 +76,7 @@ def test_stalled_live_pipeline_raises_after_the_timeout() -> None:
     with open_source(f"gst://{pipeline}") as source:
         assert source.read(timeout=5.0) is not None
         started = time.monotonic()
-        with pytest.raises(StallError, match="no frame for 0.3 s"):
+        with pytest.raises(StallError, match=r"no frame for 0\.3 s"):
             source.read(timeout=0.3)
         assert time.monotonic() - started < 1.0
 
@@ -104,7 +104,7 @@ def test_csi_outside_a_jetson_says_to_use_v4l2() -> None:
     gst = pygobject_gstreamer()
     if gst.ElementFactory.find("nvarguscamerasrc") is not None:
         pytest.skip("this machine has nvarguscamerasrc (a Jetson)")
-    with pytest.raises(EdgekitError, match="nvarguscamerasrc.*v4l2"):
+    with pytest.raises(EdgekitError, match=r"nvarguscamerasrc.*v4l2"):
         open_source("csi://0")
 
 
