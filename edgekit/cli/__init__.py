@@ -15,7 +15,19 @@ from edgekit import __version__
 from edgekit.errors import EdgekitError
 
 # Module names under edgekit.cli, in the order `edgekit --help` lists them.
-COMMAND_MODULES = ("models", "targets", "data", "train", "eval", "import_weights", "predict", "run", "demo")
+COMMAND_MODULES = (
+    "models",
+    "targets",
+    "data",
+    "train",
+    "eval",
+    "import_weights",
+    "predict",
+    "run",
+    "demo",
+    "build",
+    "compile",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

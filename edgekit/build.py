@@ -1,0 +1,494 @@
+"""``edgekit build``: from a checkpoint (or official weights, or nothing) to a deployable bundle for one target.
+
+Stages: choose the precision the target runs -> get a model (load a checkpoint, import official weights, or
+train briefly on synthetic street scenes) -> export + simplify + verify the FP32 ONNX -> FP16 ONNX -> INT8
+(calibration, Q/DQ ONNX and TensorRT calibration cache) -> accuracy of every variant on labelled held-out scenes
+-> TensorRT engine where TensorRT and a GPU of the target's architecture are present -> manifest and report.
+Everything is staged by :class:`~edgekit.bundle.BundleWriter`, so a failed or interrupted build leaves no
+bundle that looks valid. Each stage is delegated to the module that owns it (train, export, calibration,
+quantize, backends.tensorrt_build); this module only orchestrates and records.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.console import Console
+
+from edgekit.bundle import Bundle, BundleWriter
+from edgekit.errors import EdgekitError
+from edgekit.targets import PrecisionChoice, Target, choose_precision, load_target
+
+if TYPE_CHECKING:
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.preprocess import Preprocessing
+
+DEFAULT_MODEL = "espnet"
+DEFAULT_CALIBRATION = "default"
+EVAL_FIRST_SEED = 50_000  # synthetic scenes from here on are never used for training or calibration
+ONNX_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.qdq.onnx"}
+CALIBRATION_CACHE_FILE = "calibration.cache"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class BuildOptions:
+    """Everything ``edgekit build`` accepts; the defaults make a meaningful bundle from nothing in minutes."""
+
+    target: str | Path
+    model: str | None = None
+    checkpoint: Path | None = None
+    weights: Path | None = None  # official .pth, imported with edgekit.models.official
+    data: Path | None = None  # Cityscapes-layout folder to train on (None: synthetic scenes)
+    calib: str | Path | None = None  # calibration folder / YAML / name under calibration/
+    precision: str | None = None
+    strict: bool = False
+    output: Path | None = None
+    input_size: tuple[int, int] | None = None  # overrides the target's
+    train_seconds: float = 180.0
+    train_epochs: int = 1000  # the time budget ends training first unless a tiny set is used
+    train_batch_size: int = 4
+    train_size: tuple[int, int] | None = None  # training crop (default: the input size)
+    calib_count: int | None = None
+    eval_scenes: int = 8
+    dla_core: int | None = None
+    compile: bool = True  # build the engine when TensorRT and a matching GPU are present
+    seed: int = 0
+
+
+@dataclass
+class StageRecord:
+    name: str
+    seconds: float
+    summary: str
+
+
+@dataclass
+class BuildResult:
+    bundle: Bundle
+    stages: list[StageRecord]
+    engine_built: bool
+    compile_note: str  # why there is or is not an engine, and what to run on the board
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+
+@dataclass
+class _Progress:
+    """Per-stage spinner and timing line; the records go into the report."""
+
+    console: Console
+    total: int
+    records: list[StageRecord] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str, doing: str) -> Iterator[list[str]]:
+        """Yields a list the stage appends its one-line summary to."""
+        index = len(self.records) + 1
+        summary: list[str] = []
+        started = time.perf_counter()
+        with self.console.status(f"[{index}/{self.total}] {name}: {doing}"):
+            yield summary
+        seconds = time.perf_counter() - started
+        text = "; ".join(summary)
+        self.records.append(StageRecord(name, round(seconds, 2), text))
+        self.console.print(f"[green]✓[/green] [{index}/{self.total}] {name} ({seconds:.1f} s) {text}")
+
+
+def default_output(target: Target, model: str) -> Path:
+    return Path("runs") / "bundles" / f"{model}-{target.name}"
+
+
+def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
+    """Run every stage and commit the bundle; raises EdgekitError (leaving no bundle) when a stage fails."""
+    console = console or Console(stderr=True)
+    if options.checkpoint and options.weights:
+        raise EdgekitError("give either --checkpoint or --weights, not both")
+    target = load_target(options.target)
+    choice = choose_precision(target, options.precision, options.strict)
+    if choice.substituted:
+        console.print(f"[yellow]precision:[/yellow] {choice.reason}")
+    size = options.input_size or target.input_size
+    progress = _Progress(console, total=7 if choice.chosen == "int8" else 6)
+    model_name = options.model or DEFAULT_MODEL
+    output = options.output or default_output(target, model_name)
+    metrics: dict[str, Any] = {}
+
+    with BundleWriter(output) as writer:
+        with progress.stage("model", "loading, importing or training the network") as note:
+            checkpoint = _obtain_checkpoint(options, model_name, size, metrics, note, console)
+            checkpoint.save(writer.path(CHECKPOINT_FILE))
+        preprocessing = checkpoint.preprocessing.with_size(*size)
+
+        with progress.stage("export", "PyTorch -> ONNX -> onnxsim -> onnxruntime verification") as note:
+            from edgekit.export import export_onnx
+
+            exported = export_onnx(checkpoint, writer.path(ONNX_FILES["fp32"]), input_size=size)
+            metrics["export"] = _relative(exported.to_dict(), writer.staging)
+            note.append(
+                f"{exported.nodes_before_simplify}->{exported.nodes_after_simplify} nodes, "
+                f"max |ORT-PyTorch| {exported.max_abs_diff:.2e}"
+            )
+        variants = {"fp32": ONNX_FILES["fp32"]}
+
+        with progress.stage("fp16", "FP16 ONNX for FP16 targets and strongly typed TensorRT") as note:
+            if "fp16" in target.precisions:
+                from edgekit.export import convert_fp16
+
+                fp16 = convert_fp16(writer.path(ONNX_FILES["fp32"]), writer.path(ONNX_FILES["fp16"]))
+                metrics["fp16"] = _relative(fp16.to_dict(), writer.staging)
+                variants["fp16"] = ONNX_FILES["fp16"]
+                note.append(f"argmax agreement with FP32 {fp16.argmax_agreement:.2%}")
+            else:
+                note.append(f"skipped: {target.unsupported.get('fp16', 'not a precision of this target')}")
+
+        calibration_cache = None
+        if choice.chosen == "int8":
+            with progress.stage("int8", "calibration, Q/DQ ONNX and TensorRT calibration cache") as note:
+                quantized = _quantize(options, writer, preprocessing)
+                metrics["int8"] = _relative(quantized, writer.staging)
+                variants["int8"] = ONNX_FILES["int8"]
+                calibration_cache = CALIBRATION_CACHE_FILE
+                note.append(f"{quantized.get('calibration_images', '?')} calibration images")
+
+        with progress.stage("accuracy", f"mIoU of every variant on {options.eval_scenes} held-out scenes") as note:
+            metrics["accuracy"] = evaluate_variants(writer.staging, variants, preprocessing, options.eval_scenes)
+            note.append(
+                ", ".join(f"{p} {v['miou']:.3f}" for p, v in metrics["accuracy"]["variants"].items())
+                + " mIoU (synthetic scenes)"
+            )
+
+        runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
+        manifest = _manifest(checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache)
+        manifest["metrics"] = metrics
+
+        with progress.stage("compile", "TensorRT engine") as note:
+            engine, compile_note = _maybe_compile(options, target, writer.staging, output, manifest, console)
+            manifest["engine"] = engine
+            manifest["artifacts"]["engine"] = ENGINE_ARTIFACT if engine else None
+            note.append(compile_note)
+
+        with progress.stage("bundle", "report, manifest, sha256 of every file, atomic rename") as note:
+            report = _report(manifest, progress.records, compile_note)
+            writer.path("report.json").write_text(json.dumps(report, indent=2) + "\n")
+            writer.path("report.md").write_text(render_report(report))
+            bundle = writer.commit(manifest)
+            note.append(str(bundle.root))
+    return BuildResult(bundle, progress.records, engine is not None, compile_note)
+
+
+ENGINE_ARTIFACT = "model.engine"
+
+
+def _obtain_checkpoint(
+    options: BuildOptions,
+    model_name: str,
+    size: tuple[int, int],
+    metrics: dict[str, Any],
+    note: list[str],
+    console: Console,
+) -> Checkpoint:
+    from edgekit.checkpoint import Checkpoint
+
+    if options.checkpoint:
+        checkpoint = Checkpoint.load(options.checkpoint)
+        if options.model and options.model != checkpoint.model_name:
+            raise EdgekitError(f"--model {options.model} but {options.checkpoint} holds {checkpoint.model_name}")
+        note.append(f"loaded {options.checkpoint} ({checkpoint.model_name})")
+        metrics["model_source"] = {"checkpoint": str(options.checkpoint)}
+        return checkpoint
+    if options.weights:
+        from edgekit.models.official import import_official
+
+        checkpoint = import_official(model_name, options.weights, input_size=size)
+        note.append(f"imported official {options.weights.name} as {model_name}")
+        metrics["model_source"] = {"official": dict(checkpoint.meta)}
+        return checkpoint
+    return _train(options, model_name, size, metrics, note)
+
+
+def _train(
+    options: BuildOptions, model_name: str, size: tuple[int, int], metrics: dict[str, Any], note: list[str]
+) -> Checkpoint:
+    """A short training run (synthetic scenes unless --data) so that a fresh machine gets a meaningful model."""
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.train import TrainConfig, train
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-build-train-") as work:
+        config = TrainConfig(
+            model=model_name,
+            data=options.data,
+            out_dir=Path(work),
+            input_size=options.train_size or size,
+            epochs=options.train_epochs,
+            time_budget_s=options.train_seconds,
+            batch_size=options.train_batch_size,
+            seed=options.seed,
+        )
+        result = train(config)
+        checkpoint = Checkpoint.load(result.best)
+    data = str(options.data) if options.data else "synthetic street scenes"
+    metrics["model_source"] = {
+        "trained_on": data,
+        "seconds_budget": options.train_seconds,
+        "train_size": list(options.train_size or size),
+        "best_val_miou": result.best_miou,
+        "epochs_run": len(result.history),
+    }
+    note.append(f"trained {model_name} on {data} for <= {options.train_seconds:g} s, val mIoU {result.best_miou:.3f}")
+    return checkpoint
+
+
+def _quantize(options: BuildOptions, writer: BundleWriter, preprocessing: Preprocessing) -> dict[str, Any]:
+    from edgekit.calibration import load_calibration
+    from edgekit.quantize import quantize_int8
+
+    calibration = load_calibration(options.calib or DEFAULT_CALIBRATION, preprocessing, count=options.calib_count)
+    report = quantize_int8(
+        writer.path(ONNX_FILES["fp32"]),
+        calibration,
+        writer.path(ONNX_FILES["int8"]),
+        holdout=calibration.holdout,
+        calibration_cache=writer.path(CALIBRATION_CACHE_FILE),
+    )
+    data: dict[str, Any] = report.to_dict()
+    data["calibration_set"] = calibration.name
+    data["calibration_images"] = len(calibration)
+    return data
+
+
+def evaluate_variants(
+    root: Path, variants: dict[str, str], preprocessing: Preprocessing, scenes: int
+) -> dict[str, Any]:
+    """mIoU against the labels of held-out synthetic scenes and pixel agreement with FP32, per ONNX variant."""
+    from edgekit.data.synthetic import generate_scene
+    from edgekit.export import ort_session, read_metadata
+    from edgekit.metrics import confusion_matrix, mean_iou
+
+    frames = [generate_scene(EVAL_FIRST_SEED + i, preprocessing.input_size) for i in range(scenes)]
+    num_classes = len(read_metadata(root / variants["fp32"]).classes)
+    predictions: dict[str, list[np.ndarray]] = {}
+    results: dict[str, dict[str, float]] = {}
+    for precision, file in variants.items():
+        session = ort_session(root / file)
+        input_name = session.get_inputs()[0].name
+        confusion = np.zeros((num_classes, num_classes), np.int64)
+        predictions[precision] = []
+        for image, label in frames:
+            (logits,) = session.run(None, {input_name: preprocessing(image)})
+            predicted = logits.argmax(1)[0].astype(np.uint8)
+            predictions[precision].append(predicted)
+            confusion += confusion_matrix(predicted, np.where(label < num_classes, label, 255), num_classes)
+        agreement = np.mean([(a == b).mean() for a, b in zip(predictions[precision], predictions["fp32"], strict=True)])
+        results[precision] = {"miou": round(mean_iou(confusion), 4), "agreement_with_fp32": round(float(agreement), 4)}
+    return {
+        "data": f"{scenes} synthetic street scenes (seeds {EVAL_FIRST_SEED}+, never trained or calibrated on)",
+        "runtime": "onnxruntime CPU",
+        "variants": results,
+    }
+
+
+def _manifest(
+    checkpoint: Checkpoint,
+    target: Target,
+    choice: PrecisionChoice,
+    preprocessing: Preprocessing,
+    variants: dict[str, str],
+    runtime_onnx: str,
+    calibration_cache: str | None,
+) -> dict[str, Any]:
+    from edgekit.export import INPUT_NAME, LOGITS_NAME
+    from edgekit.models.stats import measure
+
+    stats = measure(checkpoint.build(), preprocessing.input_size)
+    width, height = preprocessing.input_size
+    return {
+        "model": {
+            "name": checkpoint.model_name,
+            "kwargs": checkpoint.model_kwargs,
+            "params": stats.params,
+            "macs": stats.macs,
+        },
+        "classes": checkpoint.classes.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "input": {"name": INPUT_NAME, "shape": [1, 3, height, width], "dtype": "float32", "normalized_in_graph": False},
+        "output": {"name": LOGITS_NAME, "kind": "logits"},
+        "target": target.name,
+        "target_profile": target.to_dict(),
+        "precision": choice.chosen,
+        "precision_choice": {"requested": choice.requested, "chosen": choice.chosen, "reason": choice.reason},
+        "artifacts": {
+            "onnx": dict(variants),
+            "runtime_onnx": runtime_onnx,
+            "calibration_cache": calibration_cache,
+            "checkpoint": CHECKPOINT_FILE,
+            "engine": None,
+        },
+        "engine": None,
+        "built_with": {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version()},
+    }
+
+
+def compile_readiness(target: Target) -> tuple[bool, str]:
+    """(can build the target's engine here, why or why not)."""
+    if target.backend != "tensorrt":
+        return False, f"{target.name} runs onnxruntime; no TensorRT engine is needed"
+    from edgekit.backends.tensorrt import tensorrt_unavailable_reason
+    from edgekit.backends.tensorrt_build import current_gpu
+
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        return False, f"no engine built here: {reason}"
+    gpu, capability = current_gpu()
+    wanted = ".".join(map(str, target.compute_capability or ()))
+    if capability != wanted:
+        return False, (
+            f"no engine built here: this GPU is {gpu} (compute {capability}) but {target.name} is compute {wanted}, "
+            "and an engine only runs on the GPU architecture it was built on"
+        )
+    return True, f"TensorRT and a compute {capability} GPU ({gpu}) are present"
+
+
+def board_command(output: Path) -> str:
+    """What to run on the board after copying the bundle folder there."""
+    return f"edgekit compile --bundle {output.name}"
+
+
+def _maybe_compile(
+    options: BuildOptions, target: Target, root: Path, output: Path, manifest: dict[str, Any], console: Console
+) -> tuple[dict[str, Any] | None, str]:
+    ready, why = compile_readiness(target) if options.compile else (False, "no engine built: --no-compile")
+    if not ready:
+        if target.backend != "tensorrt":
+            return None, why
+        return None, (
+            f"{why}. The bundle is complete for building on the {target.name}: copy {output.name}/ there and run "
+            f"`{board_command(output)}` (needs only edgekit's base install and TensorRT "
+            f"{target.software.get('tensorrt')})"
+        )
+    engine = compile_engine(root, manifest, dla_core=options.dla_core, log=console.print)
+    return engine, f"built {ENGINE_ARTIFACT} with TensorRT {engine['tensorrt_version']} on {engine['gpu']}"
+
+
+def compile_engine(
+    root: Path, manifest: dict[str, Any], dla_core: int | None = None, log: Callable[[str], Any] = print
+) -> dict[str, Any]:
+    """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry."""
+    from edgekit.backends.tensorrt_build import EngineRequest, build_engine, onnx_for, parse_release, tensorrt_version
+
+    version = tensorrt_version()
+    if version is None:
+        raise EdgekitError("TensorRT does not import here; install it (JetPack ships it) to compile the bundle")
+    profile = manifest["target_profile"]
+    precision = manifest["precision"]
+    onnx_file, _ = onnx_for(parse_release(version), precision, manifest["artifacts"]["onnx"])
+    cache = manifest["artifacts"].get("calibration_cache")
+    request = EngineRequest(
+        onnx=root / onnx_file,
+        precision=precision,
+        workspace_mib=int(profile.get("workspace_mib") or 1024),
+        calibration_cache=root / cache if cache else None,
+        dla_core=dla_core,
+        optimization_level=profile.get("builder_optimization_level"),
+    )
+    expected = profile.get("software", {}).get("tensorrt")
+    if expected and parse_release(expected) != parse_release(version):
+        log(
+            f"[yellow]note:[/yellow] {profile['name']} lists TensorRT {expected}; building with the installed {version}"
+        )
+    info = build_engine(request, root / ENGINE_ARTIFACT, log=log)
+    return info.to_dict()
+
+
+def compile_bundle(
+    bundle_dir: Path, dla_core: int | None = None, any_gpu: bool = False, console: Console | None = None
+) -> Bundle:
+    """``edgekit compile`` on the board: build the engine into a verified bundle, atomically, and re-hash it."""
+    from edgekit.targets import parse_target
+
+    console = console or Console(stderr=True)
+    bundle = Bundle.load(bundle_dir)
+    if "target_profile" not in bundle.manifest:
+        raise EdgekitError(f"{bundle_dir} was not made by `edgekit build` (no target profile); rebuild it")
+    # the profile recorded at build time: the board needs no copy of targets/
+    target = parse_target(dict(bundle.manifest["target_profile"]), Path(f"{bundle.manifest['target']}.yaml"))
+    ready, why = compile_readiness(target)
+    if not ready and not (any_gpu and "compute" in why):
+        raise EdgekitError(f"{why}; pass --any-gpu to build for this GPU anyway" if "compute" in why else why)
+    with BundleWriter(bundle.root) as writer:
+        for relative in bundle.manifest["files"]:
+            shutil.copy2(bundle.root / relative, writer.path(relative))
+        manifest = {k: v for k, v in bundle.manifest.items() if k not in ("format", "version", "files")}
+        started = time.perf_counter()
+        manifest["engine"] = compile_engine(writer.staging, manifest, dla_core=dla_core, log=console.print)
+        manifest["artifacts"]["engine"] = ENGINE_ARTIFACT
+        console.print(f"[green]✓[/green] engine built in {time.perf_counter() - started:.1f} s")
+        report = json.loads((bundle.root / "report.json").read_text())
+        report["engine"] = manifest["engine"]
+        report["compile"] = f"engine built on this device ({manifest['engine']['gpu']})"
+        writer.path("report.json").write_text(json.dumps(report, indent=2) + "\n")
+        writer.path("report.md").write_text(render_report(report))
+        return writer.commit(manifest)
+
+
+def _relative(report: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Report paths relative to the bundle (staging paths mean nothing after the rename)."""
+    return {
+        key: (str(Path(value).relative_to(root)) if isinstance(value, str) and value.startswith(str(root)) else value)
+        for key, value in report.items()
+    }
+
+
+def _report(manifest: dict[str, Any], stages: list[StageRecord], compile_note: str) -> dict[str, Any]:
+    return {
+        "model": manifest["model"],
+        "target": manifest["target"],
+        "precision": manifest["precision_choice"],
+        "input_size": manifest["preprocessing"]["input_size"],
+        "artifacts": manifest["artifacts"],
+        "metrics": manifest["metrics"],
+        "engine": manifest["engine"],
+        "compile": compile_note,
+        "stages": [{"name": s.name, "seconds": s.seconds, "summary": s.summary} for s in stages],
+    }
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The human-readable report.md from report.json."""
+    model = report["model"]
+    lines = [
+        f"# edgekit bundle: {model['name']} for {report['target']}",
+        "",
+        f"- precision: **{report['precision']['chosen']}** ({report['precision']['reason']})",
+        f"- input: {report['input_size'][0]}x{report['input_size'][1]}, "
+        f"{model['params']:,} parameters, {model['macs'] / 1e9:.2f} GMACs",
+        f"- runtime ONNX (onnxruntime anywhere): `{report['artifacts']['runtime_onnx']}`",
+        f"- engine: {report['compile']}",
+        "",
+        "## Accuracy",
+        "",
+    ]
+    accuracy = report["metrics"].get("accuracy", {})
+    lines += [f"{accuracy.get('data', '')}, {accuracy.get('runtime', '')}.", ""]
+    lines += ["| variant | file | mIoU | pixel agreement with FP32 |", "|---|---|---|---|"]
+    for precision, values in accuracy.get("variants", {}).items():
+        file = report["artifacts"]["onnx"][precision]
+        lines.append(f"| {precision} | `{file}` | {values['miou']:.4f} | {values['agreement_with_fp32']:.2%} |")
+    source = report["metrics"].get("model_source", {})
+    if "best_val_miou" in source:
+        lines += ["", f"Trained on {source['trained_on']} (val mIoU {source['best_val_miou']:.4f})."]
+    lines += ["", "## Stages", "", "| stage | seconds | result |", "|---|---|---|"]
+    lines += [f"| {s['name']} | {s['seconds']:.1f} | {s['summary']} |" for s in report["stages"]]
+    return "\n".join(lines) + "\n"

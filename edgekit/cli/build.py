@@ -1,0 +1,73 @@
+"""``edgekit build --target NAME``: checkpoint (or official weights, or nothing) -> deployable bundle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edgekit.cli.common import console, parse_size
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="train/import, export, quantize and compile a bundle for a device profile",
+        description="With no --checkpoint or --weights, trains the model briefly on synthetic street scenes first.",
+    )
+    parser.add_argument("--target", required=True, help="device profile name (`edgekit targets`) or profile YAML")
+    parser.add_argument("--model", help="zoo model (`edgekit models`; default espnet, or the checkpoint's)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="edgekit checkpoint to deploy")
+    source.add_argument("--weights", type=Path, help="official .pth weights to import (e.g. espnet_p_2_q_8.pth)")
+    parser.add_argument("--data", type=Path, help="Cityscapes-layout folder to train on (default: synthetic scenes)")
+    parser.add_argument("--calib", help="INT8 calibration: folder of frames, YAML, or name (default: default)")
+    parser.add_argument("--calib-count", type=int, help="use at most N calibration images")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the target's")
+    parser.add_argument("--strict", action="store_true", help="fail instead of substituting an available precision")
+    parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the target's)")
+    parser.add_argument("--train-seconds", type=float, default=180.0, help="training time budget (default 180)")
+    parser.add_argument("--train-size", type=parse_size, help="training crop WxH (default: the input size)")
+    parser.add_argument("--eval-scenes", type=int, default=8, help="held-out scenes for the accuracy figures")
+    parser.add_argument("--dla-core", type=int, help="build for this DLA core (GPU fallback on) where compiling")
+    parser.add_argument("--no-compile", action="store_true", help="never build the engine here, only the bundle")
+    parser.add_argument("-o", "--output", type=Path, help="bundle folder (default runs/bundles/MODEL-TARGET)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekit.build import BuildOptions, board_command, build
+
+    result = build(
+        BuildOptions(
+            target=args.target,
+            model=args.model,
+            checkpoint=args.checkpoint,
+            weights=args.weights,
+            data=args.data,
+            calib=args.calib,
+            calib_count=args.calib_count,
+            precision=args.precision,
+            strict=args.strict,
+            input_size=args.input_size,
+            train_seconds=args.train_seconds,
+            train_size=args.train_size,
+            eval_scenes=args.eval_scenes,
+            dla_core=args.dla_core,
+            compile=not args.no_compile,
+            output=args.output,
+        ),
+        console,
+    )
+    root = result.bundle.root
+    console.print(f"\n[bold]bundle:[/bold] {root}  ({result.seconds:.0f} s; report: {root / 'report.md'})")
+    if result.engine_built:
+        console.print(f"engine: {result.compile_note}. Run it: edgekit run --model {root} ...")
+    else:
+        console.print(f"engine: {result.compile_note}")
+        if result.bundle.manifest["target_profile"]["backend"] == "tensorrt":
+            console.print(
+                f"[bold]on the board:[/bold] copy {root.name}/ there, then `{board_command(root)}`; "
+                f"meanwhile it runs anywhere with onnxruntime ({result.bundle.manifest['artifacts']['runtime_onnx']})"
+            )
+    return 0
