@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def _export_tiny_bundle(destination: Path, normalize_in_graph: bool, argmax: boo
     width, height = TINY_SIZE
     dtype = torch.uint8 if normalize_in_graph else torch.float32
     example = torch.zeros(1, 3, height, width, dtype=dtype)
-    with BundleWriter(destination) as writer:
+    with BundleWriter(destination) as writer, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as edgekit export uses
         torch.onnx.export(
             Deployed().eval(), (example,), str(writer.path("model.onnx")), opset_version=17,
             input_names=["input"], output_names=["classmap" if argmax else "logits"], dynamo=False,

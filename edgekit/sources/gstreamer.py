@@ -8,6 +8,8 @@ newest-frame policy; a pipeline that prerolls (a file, ``videotestsrc num-buffer
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import logging
 from typing import Any
@@ -38,6 +40,7 @@ def pygobject_gstreamer() -> Any | None:
     """The initialised ``Gst`` module, or None when PyGObject or GStreamer's introspection data is missing."""
     if importlib.util.find_spec("gi") is None:
         return None
+    _keep_gcc_unwinder_first()
     import gi
 
     try:
@@ -48,6 +51,14 @@ def pygobject_gstreamer() -> Any | None:
         return None
     Gst.init(None)
     return Gst
+
+
+def _keep_gcc_unwinder_first() -> None:
+    """Load libgcc_s globally before libgstreamer, which links libunwind: otherwise libunwind's ``_Unwind_*``
+    symbols win for every library loaded later, and PyTorch (imported after GStreamer in the same process)
+    crashes the first time its JIT throws a C++ exception (seen with torch.onnx.export)."""
+    with contextlib.suppress(OSError):  # not glibc/gcc: nothing to keep first
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
 
 
 def opencv_has_gstreamer() -> bool:

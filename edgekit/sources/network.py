@@ -31,7 +31,7 @@ class NetworkStreamSource(Source):
         url: str,
         open_timeout: float = 5.0,
         read_timeout: float = 5.0,
-        reconnect_attempts: int = 5,
+        reconnect_attempts: int = 4,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
     ) -> None:

@@ -1,0 +1,193 @@
+"""The threaded pipeline and the `edgekit run` / `edgekit demo` commands on real models, streams and files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgekit.backends import open_backend
+from edgekit.bundle import Bundle
+from edgekit.runner import PipelineError, run_pipeline
+from edgekit.sinks import open_sinks
+from edgekit.sources import open_source
+from edgekit.sources.gstreamer import pygobject_gstreamer
+
+needs_gstreamer = pytest.mark.skipif(
+    pygobject_gstreamer() is None, reason="PyGObject/GStreamer not installed (make venv installs them)"
+)
+TEST_PATTERN = "gst://videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width=160,height=120"
+LIVE_PATTERN = "gst://videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate={fps}/1"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def edgekit(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgekit", *args],
+        cwd=kwargs.get("cwd", REPO),  # type: ignore[arg-type]
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def frame_count(video: Path) -> int:
+    """Decode every frame: a file that is not finalized fails here, whatever its header claims."""
+    capture = cv2.VideoCapture(str(video))
+    assert capture.isOpened(), f"{video} is not a playable video"
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+@needs_gstreamer
+@pytest.mark.parametrize("fixture", ["tiny_bundle", "tiny_logits_bundle"])
+def test_every_frame_of_a_prerolled_source_reaches_every_sink(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    bundle = Bundle.load(request.getfixturevalue(fixture))
+    backend = open_backend(bundle)
+    sinks = open_sinks(output=tmp_path / "out.mp4", save_frames=tmp_path / "frames")
+    stats = run_pipeline(
+        backend,
+        open_source(TEST_PATTERN.format(n=12)),
+        sinks,
+        bundle.preprocessing,
+        bundle.classes,
+        inference_only_iterations=3,
+        stats_path=tmp_path / "stats.json",
+    )
+    assert (stats.frames_in, stats.frames_out, stats.frames_dropped) == (12, 12, 0)
+    assert stats.stopped_by == "end of stream" and stats.error is None
+    assert frame_count(tmp_path / "out.mp4") == 12
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 12
+    written = json.loads((tmp_path / "stats.json").read_text())
+    for stage in ("capture", "preprocess", "inference", "postprocess", "output", "end_to_end"):
+        assert written["latency"][stage]["count"] == 12
+        assert 0 < written["latency"][stage]["p50_ms"] <= written["latency"][stage]["p99_ms"]
+    assert written["inference_only"]["iterations"] == 3 and written["inference_only"]["fps"] > 0
+    assert written["fps_vs_inference_only"] == pytest.approx(written["fps"] / written["inference_only"]["fps"], 1e-3)
+    assert written["backend"]["provider"] == "CPUExecutionProvider"
+
+
+@needs_gstreamer
+def test_live_source_faster_than_the_model_drops_stale_frames(tiny_bundle: Path) -> None:
+    bundle = Bundle.load(tiny_bundle)
+    stats = run_pipeline(
+        open_backend(bundle),
+        open_source(LIVE_PATTERN.format(fps=200)),
+        open_sinks(),
+        bundle.preprocessing,
+        bundle.classes,
+        max_frames=15,
+    )
+    assert stats.frames_in == 15 and stats.frames_out == 15
+    assert stats.frames_dropped > 0
+    assert stats.latency["end_to_end"]["p50_ms"] is not None
+
+
+def test_unreadable_image_is_skipped_and_counted(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a", "b", "d"):
+        cv2.imwrite(str(folder / f"{name}.jpg"), np.full((60, 90, 3), 99, np.uint8))
+    (folder / "c.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    bundle = Bundle.load(tiny_bundle)
+    stats = run_pipeline(
+        open_backend(bundle),
+        open_source(folder),
+        open_sinks(save_frames=tmp_path / "out"),
+        bundle.preprocessing,
+        bundle.classes,
+    )
+    assert (stats.frames_in, stats.frames_out, stats.frames_skipped) == (3, 3, 1)
+    assert "c.jpg" in stats.skipped[0]
+    assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == ["a", "b", "d"]
+
+
+@needs_gstreamer
+def test_stalled_stream_ends_the_run_with_stats_and_a_finalized_video(tiny_bundle: Path, tmp_path: Path) -> None:
+    bundle = Bundle.load(tiny_bundle)
+    stalling = f"{LIVE_PATTERN.format(fps=30)} ! identity sleep-time=2000000"
+    started = time.monotonic()
+    with pytest.raises(PipelineError, match="stalled") as error:
+        run_pipeline(
+            open_backend(bundle),
+            open_source(stalling),
+            open_sinks(output=tmp_path / "out.mp4"),
+            bundle.preprocessing,
+            bundle.classes,
+            stall_timeout=0.5,
+            stats_path=tmp_path / "stats.json",
+        )
+    assert time.monotonic() - started < 8
+    assert error.value.stats.stopped_by == "stalled"
+    assert json.loads((tmp_path / "stats.json").read_text())["stopped_by"] == "stalled"
+    assert frame_count(tmp_path / "out.mp4") == 1  # the one frame before the stall, in a playable file
+
+
+@needs_gstreamer
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_stream_finalizes_video_and_stats(signum: int, tiny_bundle: Path, tmp_path: Path) -> None:
+    out, stats_file = tmp_path / "out.mp4", tmp_path / "stats.json"
+    process = edgekit(
+        "run", "--bundle", str(tiny_bundle), "--source", LIVE_PATTERN.format(fps=30),
+        "--output", str(out), "--stats", str(stats_file),
+    )  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:  # wait until frames flow
+        if "running" in line:
+            break
+    time.sleep(2.0)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    stats = json.loads(stats_file.read_text())
+    assert stats["stopped_by"] == f"interrupted ({signal.Signals(signum).name})"
+    assert stats["frames_out"] >= 1
+    assert frame_count(out) == stats["frames_out"]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("v4l2:///dev/video97", "camera /dev/video97 does not exist"),
+        ("rtsp://127.0.0.1:9/stream", "cannot connect to rtsp://127.0.0.1:9/stream after"),
+        ("corrupt.mp4", "cannot open video"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_2(source: str, message: str, tiny_bundle: Path, tmp_path: Path) -> None:
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 5000)
+    process = edgekit("run", "--bundle", str(tiny_bundle), "--source", source, cwd=tmp_path)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert message in stderr and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("edgekit run: error:")
+
+
+def test_demo_runs_the_bundle_on_a_sample_and_writes_video_and_stats(tiny_bundle: Path, tmp_path: Path) -> None:
+    process = edgekit("demo", "--bundle", str(tiny_bundle), "--out-dir", str(tmp_path / "demo"))
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stderr
+    stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
+    assert stats["frames_out"] == stats["frames_in"] > 0 and stats["error"] is None
+    assert stats["inference_only"]["iterations"] == 10
+    assert frame_count(tmp_path / "demo" / "overlay.mp4") == stats["frames_out"]
+    assert f"overlay video: {tmp_path / 'demo' / 'overlay.mp4'}" in " ".join(stderr.split())
+
+
+def test_demo_without_a_bundle_says_how_to_get_one(tmp_path: Path) -> None:
+    process = edgekit("demo", cwd=tmp_path)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and "make demo" in stderr
