@@ -9,11 +9,27 @@ TORCH_SPEC ?= torch==2.13.0
 .PHONY: venv demo test lint typecheck clean
 
 $(STAMP): setup.cfg pyproject.toml
+	$(MAKE) --no-print-directory system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[host,dev]"
+	$(PY) -m pip install -q -e ".[host,dev,gstreamer]"
 	touch $@
+
+# Debian packages: GStreamer with its introspection data (gst:// sources), what PyGObject builds against, and
+# Chromium for the browser-view test. Installed only when missing; without root/apt-get it says what to install.
+SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 \
+	gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev chromium
+.PHONY: system-deps
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+		echo "missing Debian packages:$$missing -- install them as root (apt-get install$$missing)" >&2; exit 1; \
+	fi
 
 venv: $(STAMP)
 
