@@ -20,6 +20,15 @@ OFFICIAL_PARAMS = {
     "espnetv2-s1.0": 234_010,
     "espnetv2-s1.5": 468_362,
     "espnetv2-s2.0": 789_242,
+    # Official lpsnet.py get_lspnet_s/m/l (BN form) built with num_classes=20; with 19 classes 3,375,363 / 9,159,235,
+    # the reference notes' 3.375 M / 9.159 M.
+    "lpsnet-s": 3_375_556,
+    "lpsnet-m": 3_375_556,
+    "lpsnet-l": 9_159_556,
+    # Official Lite-HRNet backbone with IterativeHead (1,130,072 / 1,763,020: the notes' 1.130 M / 1.763 M) plus the
+    # FCNHead of MMSegmentation PR #720 fcn_litehr{18,30}-with-head.py, 20 classes.
+    "litehrnet-18": 1_188_732,
+    "litehrnet-30": 1_821_680,
 }
 
 

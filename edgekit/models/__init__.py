@@ -2,6 +2,7 @@
 
 from edgekit.models import espnet as espnet
 from edgekit.models import espnetv2 as espnetv2
+from edgekit.models import litehrnet as litehrnet
 from edgekit.models import lpsnet as lpsnet
 from edgekit.models.registry import ModelSpec, available_models, build_model, get_spec, register
 
