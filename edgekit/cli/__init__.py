@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "data",
     "train",
     "eval",
+    "bench",
+    "report",
     "import_weights",
     "predict",
     "run",

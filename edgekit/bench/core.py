@@ -1,0 +1,476 @@
+"""``edgekit bench``: every (model, size, batch, precision) combination on one device, into one JSON file.
+
+Each combination is warmed up and timed until the median latency is stable (see ``timing``), with memory, power,
+accuracy, graph MACs, fraction of the target's peak and a per-layer profile beside it. A combination the device or
+the installed tools cannot run is kept in the results as ``skipped`` with the reason, so a report shows the gap
+instead of silently dropping it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.backends.base import Backend, to_classmap
+from edgekit.bench.fingerprint import NOT_AVAILABLE, device_fingerprint, device_tier
+from edgekit.bench.macs import graph_stats
+from edgekit.bench.monitor import PowerMonitor, peak_rss_mb, reset_peak_rss
+from edgekit.bench.profile import profile_onnxruntime
+from edgekit.bench.timing import StopRule, TimingResult, latency_stats, time_until_stable
+from edgekit.classes import ClassSet
+from edgekit.errors import EdgekitError
+from edgekit.metrics import confusion_matrix, mean_iou
+from edgekit.preprocess import Preprocessing, read_bgr
+
+if TYPE_CHECKING:
+    from edgekit.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "edgekit-bench/1"
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+PRECISIONS = ("fp32", "fp16", "int8")
+MAX_SAMPLES_KEPT = 500
+PIPELINE_VIDEO_FRAMES = 60
+PIPELINE_VIDEO_SIZE = (1024, 512)  # per combination, for the latency-distribution plots
+
+
+@dataclass
+class BenchConfig:
+    """What to measure. Either ``models`` (zoo names, exported here) or ``bundle`` (a built bundle folder)."""
+
+    models: list[str] = field(default_factory=list)
+    bundle: Path | None = None
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1024, 512)])
+    batches: list[int] = field(default_factory=lambda: [1])
+    backend: str = "auto"
+    device: str = "auto"  # onnxruntime: auto/cpu/cuda/tensorrt; torch: auto/cpu/cuda
+    num_classes: int = 20
+    images: list[Path] = field(default_factory=list)  # real frames: timed input, accuracy and the pipeline video
+    labels: Path | None = None  # folder of label PNGs named like the images (train ids, 255 ignored)
+    video: Path | None = None  # full-pipeline FPS source; made from ``images`` when not given
+    target: str | None = None  # target profile whose peak_gmacs gives the fraction of peak
+    rule: StopRule = field(default_factory=StopRule)
+    profile_runs: int = 10
+    torch_baseline: bool = True  # with --backend torch, also time the ESPNet authors' naive eager FP32 loop
+    channels_last: bool = True  # torch backend optimisations (CUDA graphs only on CUDA)
+    cuda_graphs: bool = True
+    workdir: Path | None = None  # exported ONNX files; a temporary folder when None
+
+
+@dataclass
+class Workload:
+    """One network at one size: where its ONNX files come from and how its input is made."""
+
+    model: str
+    size: tuple[int, int]
+    preprocessing: Preprocessing
+    onnx_for: Callable[[str, int], Path]  # (precision, batch) -> ONNX path; raises Skip when not available
+    module: Callable[[], Any] | None  # the nn.Module, for the torch backend (zoo models only)
+    classes: ClassSet
+    engine: Path | None = None
+
+
+class Skip(Exception):
+    """A combination this device or install cannot run; the message says why and lands in the results."""
+
+
+def _zoo_workloads(config: BenchConfig, workdir: Path) -> Iterator[Workload]:
+    from edgekit.models import build_model, get_spec
+
+    for name in config.models:
+        spec = get_spec(name)
+        for size in config.sizes:
+
+            def module(name: str = name) -> Any:
+                return build_model(name, num_classes=config.num_classes).eval()
+
+            def onnx_for(precision: str, batch: int, name: str = name, size: tuple[int, int] = size) -> Path:
+                return zoo_onnx(name, size, batch, precision, config.num_classes, workdir)
+
+            classes = ClassSet.generic(config.num_classes)
+            yield Workload(name, size, spec.default_preprocessing.with_size(*size), onnx_for, module, classes)
+
+
+def zoo_onnx(name: str, size: tuple[int, int], batch: int, precision: str, num_classes: int, workdir: Path) -> Path:
+    """The zoo network through ``edgekit export`` (static for batch 1, dynamic batch axis otherwise), or its FP16
+    variant, or its ``edgekit quantize`` INT8 Q/DQ model.
+
+    Weights are random: speed does not depend on them, and INT8/FP16 accuracy is measured as agreement with
+    the FP32 prediction of the same network.
+    """
+    from edgekit.export import convert_fp16, export_onnx
+
+    stem = workdir / f"{name}-{size[0]}x{size[1]}-{'b1' if batch == 1 else 'dynamic'}"
+    fp32 = stem.with_name(stem.name + "-fp32.onnx")
+    if not fp32.is_file():
+        try:
+            export_onnx(random_checkpoint(name, num_classes), fp32, input_size=size, dynamic_batch=batch != 1)
+        except Exception as exc:  # the exporter raises many types (SymbolicValueError, RuntimeError, ...)
+            if batch == 1:
+                raise
+            raise Skip(
+                f"{name} does not export with a dynamic batch axis ({type(exc).__name__}); use --batch 1"
+            ) from exc
+    if precision == "fp32":
+        return fp32
+    variant = stem.with_name(f"{stem.name}-{precision}.onnx")
+    if variant.is_file():
+        return variant
+    if precision == "fp16":
+        convert_fp16(fp32, variant)
+    else:
+        from edgekit.calibration import load_calibration
+        from edgekit.quantize import quantize_int8
+
+        spec_preprocessing = random_checkpoint(name, num_classes).preprocessing.with_size(*size)
+        calibration = load_calibration("default", spec_preprocessing)
+        report = quantize_int8(fp32, calibration, variant, show_progress=False)
+        log.info("INT8 %s: %.1f%% of MACs in INT8, agreement %.4f", name, 100 * report.int8_mac_share,
+                 report.pixel_agreement)  # fmt: skip
+    return variant
+
+
+def random_checkpoint(name: str, num_classes: int) -> Checkpoint:
+    """A zoo network with its default initialisation, packaged as a checkpoint for the export stage."""
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.models import build_model, get_spec
+
+    model = build_model(name, num_classes=num_classes).eval()
+    return Checkpoint(
+        model_name=name,
+        model_kwargs={},
+        classes=ClassSet.generic(num_classes),
+        preprocessing=get_spec(name).default_preprocessing,
+        state_dict=model.state_dict(),
+        meta={"weights": "random initialisation (benchmark: speed only)"},
+    )
+
+
+def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
+    from edgekit.bundle import Bundle
+
+    assert config.bundle is not None
+    bundle = Bundle.load(config.bundle)
+    shape = bundle.manifest["input"]["shape"]
+    size = (int(shape[3]), int(shape[2]))
+    onnx_files: dict[str, str] = bundle.manifest["artifacts"].get("onnx", {})
+
+    def onnx_for(precision: str, batch: int) -> Path:
+        if precision not in onnx_files:
+            raise Skip(f"bundle {bundle.root} has no {precision} ONNX (it has {', '.join(onnx_files) or 'none'})")
+        if shape[0] not in (-1, batch) and not isinstance(shape[0], str):
+            raise Skip(f"bundle {bundle.root} was exported for batch {shape[0]}, not {batch}")
+        return bundle.root / onnx_files[precision]
+
+    yield Workload(bundle.model_name, size, bundle.preprocessing, onnx_for, None, bundle.classes, bundle.engine)
+
+
+def resolve_backend(requested: str, workload: Workload) -> tuple[str, str]:
+    """(backend, why): 'auto' takes TensorRT where an engine and the tensorrt module exist, else onnxruntime."""
+    if requested != "auto":
+        return requested, "requested"
+    if workload.engine is not None:
+        try:
+            import tensorrt  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+
+            return "tensorrt", "auto: bundle has an engine and tensorrt is installed"
+        except ImportError:
+            return "onnxruntime", "auto: bundle has an engine but tensorrt is not installed here"
+    return "onnxruntime", "auto: no TensorRT engine, onnxruntime is the default backend"
+
+
+def _frames(config: BenchConfig, preprocessing: Preprocessing) -> list[np.ndarray]:
+    """The real images resized to the network (BGR uint8), or one fixed synthetic frame when none were given."""
+    if config.images:
+        return [preprocessing.resize_bgr(read_bgr(path)) for path in config.images]
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(preprocessing.height, preprocessing.width, 3), dtype=np.uint8)]
+
+
+def _model_input(backend: Backend, preprocessing: Preprocessing, frame: np.ndarray, batch: int) -> np.ndarray:
+    one = preprocessing.to_uint8_chw(frame) if backend.input_dtype == np.uint8 else preprocessing(frame)
+    return np.ascontiguousarray(np.repeat(one, batch, axis=0))
+
+
+def _class_maps(backend: Backend, preprocessing: Preprocessing, frames: list[np.ndarray], batch: int) -> np.ndarray:
+    maps = [to_classmap(backend.infer(_model_input(backend, preprocessing, f, batch)), backend.output_kind)[0]
+            for f in frames]  # fmt: skip
+    return np.stack(maps)
+
+
+def _accuracy(config: BenchConfig, maps: np.ndarray, reference: np.ndarray | None, precision: str) -> dict[str, Any]:
+    """Pixel agreement with the FP32 prediction of the same network, and mIoU where labels were given."""
+    result: dict[str, Any] = {}
+    if precision == "fp32":
+        result["agreement_with_fp32"] = "reference"
+    elif reference is not None:
+        result["agreement_with_fp32"] = float((maps == reference).mean())
+    else:
+        result["agreement_with_fp32"] = f"{NOT_AVAILABLE} (fp32 not in this run)"
+    if config.labels is None or not config.images:
+        result["miou"] = f"{NOT_AVAILABLE} (no --labels given)"
+        return result
+    import cv2
+
+    matrix = np.zeros((config.num_classes, config.num_classes), np.int64)
+    for path, prediction in zip(config.images, maps, strict=True):
+        label_path = config.labels / f"{path.stem}.png"
+        label = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
+        if label is None:
+            raise EdgekitError(f"no readable label {label_path} for {path}; --labels needs <image stem>.png files")
+        label = cv2.resize(label, prediction.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        matrix += confusion_matrix(prediction, label, config.num_classes)
+    result["miou"] = mean_iou(matrix)
+    return result
+
+
+def _open(backend: str, workload: Workload, precision: str, batch: int, config: BenchConfig) -> Backend:
+    """The runner's own backends (``open_backend``), so the bench measures exactly what the runner runs."""
+    from edgekit.backends import open_backend
+
+    if backend == "torch":
+        from edgekit.backends.torch_backend import TorchBackend, resolve_device
+
+        if workload.module is None:
+            raise Skip("the torch backend needs a zoo model (--models), a bundle holds no PyTorch weights")
+        if precision == "int8":
+            raise Skip("the torch backend runs fp32/fp16; INT8 runs through onnxruntime or TensorRT")
+        on_cuda = resolve_device(config.device).type == "cuda"
+        if precision == "fp16" and not on_cuda:
+            raise Skip("torch FP16 needs a CUDA GPU; this machine has none")
+        width, height = workload.size
+        return TorchBackend(
+            workload.module(),
+            (batch, 3, height, width),
+            device=config.device,
+            precision=precision,  # type: ignore[arg-type]
+            channels_last=config.channels_last,
+            cuda_graphs=config.cuda_graphs and on_cuda,
+        )
+    if backend == "tensorrt":
+        if workload.engine is None:
+            raise Skip("no TensorRT engine: build one on this device with `edgekit build --target ...`")
+        return open_backend(workload.engine, backend="tensorrt")
+    if backend == "onnxruntime":
+        return open_backend(workload.onnx_for(precision, batch), backend="onnxruntime", device=config.device)
+    raise EdgekitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def _samples_kept(timing: TimingResult) -> list[float]:
+    ms = np.asarray(timing.samples_s) * 1e3
+    if ms.size > MAX_SAMPLES_KEPT:
+        ms = ms[np.linspace(0, ms.size - 1, MAX_SAMPLES_KEPT).astype(int)]
+    return [round(float(v), 3) for v in ms]
+
+
+class Bench:
+    """Runs the combinations of a config; ``run()`` returns the results document."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        if not config.models and config.bundle is None:
+            raise EdgekitError("nothing to benchmark: give --models NAME[,NAME...] or --bundle DIR")
+        if config.models and config.bundle is not None:
+            raise EdgekitError("give either --models or --bundle, not both")
+        for precision in config.precisions:
+            if precision not in PRECISIONS:
+                raise EdgekitError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+        if config.backend not in BACKENDS:
+            raise EdgekitError(f"unknown backend {config.backend!r}; use {', '.join(BACKENDS)}")
+        self.config = config
+        self.peak: dict[str, float | None] = {}
+        self.target_name: str | None = None
+        if config.target:
+            from edgekit.targets import load_target
+
+            target = load_target(config.target)
+            self.peak, self.target_name = dict(target.peak_gmacs), target.name
+
+    def combinations(self, workdir: Path) -> list[tuple[Workload, int, str]]:
+        workloads = list(_bundle_workloads(self.config) if self.config.bundle else _zoo_workloads(self.config, workdir))
+        return [(w, b, p) for w in workloads for b in self.config.batches for p in self.config.precisions]
+
+    def run(self, progress: Callable[[str], None] | None = None, command: str | None = None) -> dict[str, Any]:
+        fingerprint = device_fingerprint()
+        results: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+            workdir = self.config.workdir or Path(tmp)
+            references: dict[tuple[str, tuple[int, int]], np.ndarray] = {}
+            for workload, batch, precision in self.combinations(workdir):
+                label = f"{workload.model} {workload.size[0]}x{workload.size[1]} b{batch} {precision}"
+                if progress:
+                    progress(label)
+                backend, why = resolve_backend(self.config.backend, workload)
+                results.append(self.measure(workload, batch, precision, backend, why, references, workdir))
+                if backend == "torch" and self.config.torch_baseline and precision == "fp32" and batch == 1:
+                    results.append(self.authors_baseline(workload))
+        return {
+            "schema": SCHEMA,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
+            "device": fingerprint,
+            "tier": device_tier(fingerprint),
+            "target": self.target_name,
+            "stop_rule": asdict(self.config.rule),
+            "results": results,
+        }
+
+    def _base(self, workload: Workload, batch: int, precision: str, backend: str) -> dict[str, Any]:
+        return {
+            "model": workload.model,
+            "size": list(workload.size),
+            "batch": batch,
+            "precision": precision,
+            "backend": backend,
+        }
+
+    def measure(
+        self,
+        workload: Workload,
+        batch: int,
+        precision: str,
+        backend_name: str,
+        why: str,
+        references: dict[tuple[str, tuple[int, int]], np.ndarray],
+        workdir: Path,
+    ) -> dict[str, Any]:
+        result = {**self._base(workload, batch, precision, backend_name), "backend_choice": why}
+        reset_peak_rss()
+        try:
+            graph = graph_stats(workload.onnx_for("fp32", batch))
+            backend = _open(backend_name, workload, precision, batch, self.config)
+        except Skip as reason:
+            return {**result, "status": "skipped", "reason": str(reason)}
+        with backend:
+            frames = _frames(self.config, workload.preprocessing)
+            batch_input = _model_input(backend, workload.preprocessing, frames[0], batch)
+            with PowerMonitor() as power:
+                timing = time_until_stable(lambda: backend.infer(batch_input), self.config.rule)
+            maps = _class_maps(backend, workload.preprocessing, frames, batch)
+            key = (workload.model, workload.size)
+            if precision == "fp32" and key not in references:
+                references[key] = maps
+            p50_s = float(np.median(timing.samples_s))
+            result.update(
+                status="ok",
+                backend_info=backend.describe(),
+                latency_ms=latency_stats(timing.samples_s),
+                timing={k: v for k, v in timing.to_dict().items() if k != "samples_s"}
+                | {"runs": len(timing.samples_s)},
+                samples_ms=_samples_kept(timing),
+                fps_inference=batch / p50_s,
+                power=power.result(frames=len(timing.samples_s) * batch),
+                accuracy=_accuracy(self.config, maps, references.get(key), precision),
+                graph={"params": graph.params, "macs_per_image": graph.macs, "gmacs_per_image": graph.gmacs},
+                gmacs_per_s=graph.gmacs * batch / p50_s,
+                memory=self._memory(backend, power),  # before the profile and pipeline, which allocate more
+                top_layers=self._profile(backend, workload, precision, batch, batch_input),
+                pipeline=self._pipeline(backend, workload, batch, workdir),
+            )
+        peak = self.peak.get(precision)
+        result["peak_gmacs"] = peak if peak is not None else f"{NOT_AVAILABLE} (no --target or no peak for it)"
+        result["fraction_of_peak"] = result["gmacs_per_s"] / peak if peak else NOT_AVAILABLE
+        return result
+
+    def _memory(self, backend: Backend, power: PowerMonitor) -> dict[str, Any]:
+        gpu: float | str = f"{NOT_AVAILABLE} (no GPU backend)"
+        if power.gpu_memory_peak_mb is not None:
+            gpu = power.gpu_memory_peak_mb
+        device = getattr(backend, "device", None)
+        if getattr(device, "type", None) == "cuda":
+            import torch
+
+            gpu = torch.cuda.max_memory_allocated(device) / 2**20
+        rss = peak_rss_mb()
+        return {"peak_rss_mb": rss if rss is not None else NOT_AVAILABLE, "gpu_peak_mb": gpu}
+
+    def _profile(
+        self, backend: Backend, workload: Workload, precision: str, batch: int, batch_input: np.ndarray
+    ) -> list[dict[str, Any]] | str:
+        if self.config.profile_runs <= 0:
+            return f"{NOT_AVAILABLE} (profiling off)"
+        layer_profile = getattr(backend, "profile_layers", None)  # TensorRT backend: IProfiler
+        if layer_profile is not None:
+            return list(layer_profile(batch_input, runs=self.config.profile_runs))
+        if backend.name == "onnxruntime":
+            providers = backend.describe().get("requested_providers", ["CPUExecutionProvider"])
+            path = workload.onnx_for(precision, batch)
+            return profile_onnxruntime(path, batch_input, providers, runs=self.config.profile_runs)
+        return f"{NOT_AVAILABLE} (the {backend.name} backend offers no per-layer profile)"
+
+    def _pipeline(self, backend: Backend, workload: Workload, batch: int, workdir: Path) -> dict[str, Any]:
+        """Full-pipeline FPS on a video file through the runner (capture, preprocessing, inference, overlay)."""
+        if batch != 1:
+            return {"status": "not applicable", "reason": "the runner streams single frames (batch 1)"}
+        from edgekit.runner import run_pipeline
+        from edgekit.sinks.base import NullSink
+        from edgekit.sources import open_source
+
+        video = self.config.video or self._default_video(workdir)
+        stats = run_pipeline(backend, open_source(video), [NullSink()], workload.preprocessing, workload.classes,
+                             handle_signals=False, progress=False)  # fmt: skip
+        end_to_end = stats.latency.get("end_to_end", {})
+        return {
+            "status": "ok",
+            "video": str(video) if self.config.video else f"synthetic driving video {PIPELINE_VIDEO_SIZE}",
+            "frames": stats.frames_out,
+            "fps": stats.fps,
+            "latency_p50_ms": end_to_end.get("p50_ms"),
+            "stopped_by": stats.stopped_by,
+        }
+
+    def _default_video(self, workdir: Path) -> Path:
+        """The synthetic driving video of edgekit.data (real mp4 frames), made once per bench run."""
+        from edgekit.data.synthetic import synthetic_video
+
+        path = workdir / "pipeline.mp4"
+        if not path.is_file():
+            synthetic_video(path, frames=PIPELINE_VIDEO_FRAMES, size=PIPELINE_VIDEO_SIZE, fps=30.0)
+        return path
+
+    def authors_baseline(self, workload: Workload) -> dict[str, Any]:
+        """The naive PyTorch eager FP32 loop exactly as the ESPNet authors timed it (mean of 99 iterations)."""
+        from edgekit.backends.torch_backend import authors_timing_loop
+
+        assert workload.module is not None
+        samples = authors_timing_loop(workload.module(), workload.size, device=self.config.device)
+        mean_s = float(np.mean(samples))
+        return {
+            **self._base(workload, 1, "fp32", "torch-naive"),
+            "status": "ok",
+            "backend_choice": "ESPNet authors' timing loop (sacmehta/ESPNet#57): eager FP32, 99 timed iterations",
+            "latency_ms": latency_stats(samples),
+            "samples_ms": [round(s * 1e3, 3) for s in samples],
+            "fps_inference": 1.0 / mean_s,
+            "fps_basis": "mean latency, as the authors report",
+        }
+
+
+def write_results(document: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically: an interrupted bench never leaves half a JSON file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(path)
+    return path
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgekitError(f"cannot read bench results {path}: {exc}") from exc
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise EdgekitError(f"{path} is not an `edgekit bench` result file (schema {SCHEMA})")
+    return document

@@ -1,0 +1,66 @@
+"""Per-layer profiles summarised as the top layers by time, so a report shows where the milliseconds go.
+
+onnxruntime writes a Chrome-trace JSON when profiling is enabled (one ``<node>_kernel_time`` event per node
+execution); TensorRT's path reports through ``IProfiler`` (in the TensorRT backend) into the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def summarise_layers(timings_us: dict[tuple[str, str], list[float]], runs: int, top: int = 10) -> list[dict[str, Any]]:
+    """(layer, op type) -> per-run microseconds, as the ``top`` layers by mean time with their share of the total."""
+    total = sum(sum(values) for values in timings_us.values()) or 1.0
+    rows: list[dict[str, Any]] = [
+        {
+            "layer": layer,
+            "op": op,
+            "mean_ms": sum(values) / runs / 1e3,
+            "share": sum(values) / total,
+        }
+        for (layer, op), values in timings_us.items()
+    ]
+    rows.sort(key=lambda row: float(row["mean_ms"]), reverse=True)
+    return rows[:top]
+
+
+def read_onnxruntime_profile(path: str | Path) -> dict[tuple[str, str], list[float]]:
+    """Kernel times (µs) per node from an onnxruntime profile file."""
+    events = json.loads(Path(path).read_text())
+    timings: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for event in events:
+        name = str(event.get("name", ""))
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            op = str(event.get("args", {}).get("op_name", "?"))
+            timings[(name.removesuffix("_kernel_time"), op)].append(float(event["dur"]))
+    return timings
+
+
+def profile_onnxruntime(
+    onnx_path: str | Path, batch: np.ndarray, providers: list[str], runs: int = 10, top: int = 10
+) -> list[dict[str, Any]]:
+    """Run the model ``runs`` times in a profiling session and return the top layers by time.
+
+    A separate session, because profiling adds per-node overhead that must not leak into the timed runs.
+    """
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        feed = {session.get_inputs()[0].name: batch}
+        for _ in range(runs + 1):
+            session.run(None, feed)
+        timings = read_onnxruntime_profile(session.end_profiling())
+    # The first run of each node includes allocation and kernel selection: not representative.
+    steady = {key: values[1:] for key, values in timings.items() if len(values) > 1}
+    return summarise_layers(steady, runs, top)
