@@ -59,6 +59,7 @@ class BuildOptions:
     train_epochs: int = 1000  # the time budget ends training first unless a tiny set is used
     train_batch_size: int = 4
     train_size: tuple[int, int] | None = None  # training crop (default: the input size)
+    train_val_scenes: int = 24  # synthetic validation scenes per epoch (picks the best checkpoint)
     calib_count: int | None = None
     eval_scenes: int = 8
     dla_core: int | None = None
@@ -94,12 +95,16 @@ class _Progress:
     records: list[StageRecord] = field(default_factory=list)
 
     @contextmanager
-    def stage(self, name: str, doing: str) -> Iterator[list[str]]:
-        """Yields a list the stage appends its one-line summary to."""
+    def stage(self, name: str, doing: str, live: bool = True) -> Iterator[list[str]]:
+        """Yields a list the stage appends its one-line summary to; ``live=False`` for stages with own progress."""
         index = len(self.records) + 1
         summary: list[str] = []
         started = time.perf_counter()
-        with self.console.status(f"[{index}/{self.total}] {name}: {doing}"):
+        if live:
+            with self.console.status(f"[{index}/{self.total}] {name}: {doing}"):
+                yield summary
+        else:
+            self.console.print(f"[{index}/{self.total}] {name}: {doing}")
             yield summary
         seconds = time.perf_counter() - started
         text = "; ".join(summary)
@@ -127,7 +132,7 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
     metrics: dict[str, Any] = {}
 
     with BundleWriter(output) as writer:
-        with progress.stage("model", "loading, importing or training the network") as note:
+        with progress.stage("model", "loading, importing or training the network", live=False) as note:
             checkpoint = _obtain_checkpoint(options, model_name, size, metrics, note, console)
             checkpoint.save(writer.path(CHECKPOINT_FILE))
         preprocessing = checkpoint.preprocessing.with_size(*size)
@@ -156,12 +161,16 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
 
         calibration_cache = None
         if choice.chosen == "int8":
-            with progress.stage("int8", "calibration, Q/DQ ONNX and TensorRT calibration cache") as note:
-                quantized = _quantize(options, writer, preprocessing)
+            with progress.stage("int8", "calibration, Q/DQ ONNX, TensorRT calibration cache", live=False) as note:
+                quantized = _quantize(options, writer, preprocessing, target)
                 metrics["int8"] = _relative(quantized, writer.staging)
                 variants["int8"] = ONNX_FILES["int8"]
-                calibration_cache = CALIBRATION_CACHE_FILE
-                note.append(f"{quantized.get('calibration_images', '?')} calibration images")
+                calibration_cache = CALIBRATION_CACHE_FILE if quantized["calibration_cache"] else None
+                note.append(
+                    f"{quantized['calibration_images']} calibration images ({quantized['method']}), "
+                    f"{quantized['int8_layers']}/{quantized['conv_layers']} convs in INT8, hold-out pixel agreement "
+                    f"with FP32 {quantized['pixel_agreement']:.2%}"
+                )
 
         with progress.stage("accuracy", f"mIoU of every variant on {options.eval_scenes} held-out scenes") as note:
             metrics["accuracy"] = evaluate_variants(writer.staging, variants, preprocessing, options.eval_scenes)
@@ -236,6 +245,7 @@ def _train(
             time_budget_s=options.train_seconds,
             batch_size=options.train_batch_size,
             seed=options.seed,
+            synthetic_val=options.train_val_scenes,
         )
         result = train(config)
         checkpoint = Checkpoint.load(result.best)
@@ -251,21 +261,25 @@ def _train(
     return checkpoint
 
 
-def _quantize(options: BuildOptions, writer: BundleWriter, preprocessing: Preprocessing) -> dict[str, Any]:
+def _quantize(
+    options: BuildOptions, writer: BundleWriter, preprocessing: Preprocessing, target: Target
+) -> dict[str, Any]:
+    """Q/DQ ONNX, plus the TensorRT calibration cache (header = the target's release) for TensorRT targets."""
     from edgekit.calibration import load_calibration
-    from edgekit.quantize import quantize_int8
 
     calibration = load_calibration(options.calib or DEFAULT_CALIBRATION, preprocessing, count=options.calib_count)
+    from edgekit.quantize import DEFAULT_TRT_VERSION, quantize_int8
+
+    release = target.software.get("tensorrt")
     report = quantize_int8(
         writer.path(ONNX_FILES["fp32"]),
         calibration,
         writer.path(ONNX_FILES["int8"]),
-        holdout=calibration.holdout,
-        calibration_cache=writer.path(CALIBRATION_CACHE_FILE),
+        calibration_cache=writer.path(CALIBRATION_CACHE_FILE) if release else None,
+        trt_version=release or DEFAULT_TRT_VERSION,  # unused without a cache
     )
     data: dict[str, Any] = report.to_dict()
     data["calibration_set"] = calibration.name
-    data["calibration_images"] = len(calibration)
     return data
 
 
