@@ -22,7 +22,7 @@ upsamples by exact powers of two); there adaptive average pooling to the smalles
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import torch
@@ -31,19 +31,16 @@ from torch import nn
 
 from edgekit.errors import EdgekitError
 from edgekit.models.registry import ModelSpec, register
-from edgekit.preprocess import Preprocessing
+from edgekit.preprocess import IMAGENET
 
 PAPER = "Lite-HRNet (Yu et al., CVPR 2021)"
 INPUT_DIVISOR = 32  # the lowest-resolution branch is at 1/32
 
 # MMSegmentation's Cityscapes pipeline used by the Lite-HRNet configs: mmcv (cv2) bilinear resize, BGR->RGB,
 # ImageNet mean/std in 0-255 units; trained on 512x1024 crops.
-LITEHRNET_CITYSCAPES = Preprocessing(
+LITEHRNET_CITYSCAPES = replace(
+    IMAGENET,
     input_size=(1024, 512),
-    mean=(123.675, 116.28, 103.53),
-    std=(58.395, 57.12, 57.375),
-    scale=1.0,
-    channel_order="RGB",
     resize="cv2-bilinear",
     source="mmsegmentation Cityscapes pipeline (Lite-HRNet PR #720 configs): cv2 bilinear, RGB, ImageNet mean/std",
 )

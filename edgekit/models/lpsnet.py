@@ -12,14 +12,14 @@ input size. Attribute names (``netH``/``netL``, ``stages``, ``head``) match the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgekit.models.registry import ModelSpec, register
-from edgekit.preprocess import Preprocessing
+from edgekit.preprocess import IMAGENET
 
 PAPER = "LPS-Net (Zhang et al., CVPR 2022)"
 STAGE_STRIDES = (2, 2, 2, 2, 1)
@@ -27,13 +27,9 @@ STAGE_STRIDES = (2, 2, 2, 2, 1)
 PATH_NAMES = {1: ("net",), 2: ("netH", "netL"), 3: ("net1", "net2", "net3")}
 
 # val_miou.py: PIL RGB at the full Cityscapes size, ToTensor, ImageNet mean/std; latency is measured at 2048x1024.
-LPSNET_CITYSCAPES = Preprocessing(
+LPSNET_CITYSCAPES = replace(
+    IMAGENET,
     input_size=(2048, 1024),
-    mean=(0.485 * 255, 0.456 * 255, 0.406 * 255),
-    std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
-    scale=1.0,
-    channel_order="RGB",
-    resize="pil-bilinear",
     source="YihengZhang-CV/LPS-Net val_miou.py: PIL RGB 2048x1024, ToTensor, ImageNet mean/std",
 )
 
