@@ -33,7 +33,7 @@ from edgekit.bundle import Bundle
 from edgekit.classes import ClassSet
 from edgekit.errors import EdgekitError
 from edgekit.preprocess import Preprocessing
-from edgekit.sinks.base import OutputFrame, Sink
+from edgekit.sinks.base import NullSink, OutputFrame, Sink
 from edgekit.sources.base import Frame, Source, StallError
 from edgekit.stats import LatencyRecorder, RateMeter, RunStats, latency_summary
 from edgekit.visualize import draw_legend, overlay
@@ -141,25 +141,39 @@ def render(
     return image, classmap
 
 
-def time_inference(backend: Backend, tensor: np.ndarray, warmup: int, iterations: int) -> dict[str, Any] | None:
-    """backend.infer alone on one real input, back to back: the rate the pipeline is measured against."""
-    for _ in range(warmup):
-        backend.infer(tensor)
-    if iterations <= 0:
-        return None
+def time_inference(backend: Backend, tensor: np.ndarray, iterations: int) -> list[float]:
+    """Seconds of each of ``iterations`` back-to-back backend.infer calls on one real input."""
     durations = []
-    start = time.perf_counter()
     for _ in range(iterations):
         began = time.perf_counter()
         backend.infer(tensor)
         durations.append(time.perf_counter() - began)
-    total = time.perf_counter() - start
-    return {
-        "iterations": iterations,
-        "warmup": warmup,
-        "fps": iterations / total,
-        "latency": latency_summary(durations),
-    }
+    return durations
+
+
+@dataclass
+class _InferenceOnly:
+    """Inference alone on the first frame, timed before and after the stream: the rate the pipeline is measured
+    against. Timing both sides of the stream cancels slow drifts (thermal throttling, other load) from the ratio."""
+
+    tensor: np.ndarray
+    iterations: int
+    warmup: int
+    before: list[float] = field(default_factory=list)
+    after: list[float] = field(default_factory=list)
+
+    def summary(self, in_pipeline: list[float]) -> dict[str, Any]:
+        both = self.before + self.after
+        return {
+            "iterations_before": len(self.before),
+            "iterations_after": len(self.after),
+            "warmup": self.warmup,
+            "fps": round(len(both) / sum(both), 3),
+            "fps_before": round(len(self.before) / sum(self.before), 3),
+            "fps_after": round(len(self.after) / sum(self.after), 3) if self.after else None,
+            "latency": latency_summary(both),
+            "in_pipeline_fps": round(len(in_pipeline) / sum(in_pipeline), 3) if in_pipeline else None,
+        }
 
 
 @contextmanager
@@ -201,8 +215,8 @@ def run_pipeline(
     """Stream ``source`` through ``backend`` into every sink; returns (and writes) the run's statistics.
 
     Takes ownership of ``source`` and ``sinks``: both are closed on every exit path, so a video sink is always
-    finalized. ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before streaming
-    (same process, same input) and reports the pipeline's FPS relative to it. Raises PipelineError (with the
+    finalized. ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before and after
+    streaming (same process, same input) and reports the pipeline's FPS relative to it. Raises PipelineError (with the
     stats attached and written) when a stage fails or the source stalls.
     """
     control = _Control()
@@ -216,6 +230,7 @@ def run_pipeline(
     stats.backend["sinks"] = [sink.describe() for sink in sinks]
     queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=max(queue_size, 1)) for _ in STAGES[1:]]
     times: dict[str, float] = {}
+    draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
 
     def read() -> Frame | None:
         began = time.perf_counter()
@@ -247,6 +262,10 @@ def run_pipeline(
 
     def postprocess(item: _Item) -> None:
         assert item.output is not None
+        if not draw:
+            classmap = to_classmap(item.output, backend.output_kind)[0]
+            item.result = OutputFrame(item.frame.image, item.frame, classmap, rate.fps(), rate.latency_ms())
+            return
         image, classmap = render(item.frame, item.output, backend, classes, alpha, legend)
         item.result = OutputFrame(image, item.frame, classmap, rate.fps(), rate.latency_ms())
 
@@ -292,9 +311,10 @@ def run_pipeline(
     progress_bar = _progress(source, enabled=progress)
     log.info("running %s -> %s on %s", stats.source, ", ".join(stats.backend["sinks"]), backend.name)
     started = time.perf_counter()
+    timing: _InferenceOnly | None = None
     try:
         with _signals_request_stop(control, handle_signals):
-            first = _first_frame(read, prepare, backend, warmup, inference_only_iterations, stats, control)
+            first, timing = _first_frame(read, prepare, backend, warmup, inference_only_iterations, control)
             workers = [guarded(capture, first)] + [
                 guarded(stage, name, work, queues[i], queues[i + 1] if i + 1 < len(queues) else None)
                 for i, (name, work) in enumerate(stages)
@@ -308,12 +328,18 @@ def run_pipeline(
             for thread in threads:
                 while thread.is_alive():
                     thread.join(_POLL)
+            if timing is not None and control.error is None and control.stopped_by == "end of stream":
+                timing.after = time_inference(backend, timing.tensor, timing.iterations)
     finally:
         control.abort.set()
         if progress_bar is not None:
             progress_bar.stop()
         _close_all(source, sinks, control)
         _finish(stats, control, source, latencies, times, started)
+        if timing is not None:
+            stats.inference_only = timing.summary(latencies.samples("inference"))
+            if stats.fps:
+                stats.fps_vs_inference_only = round(stats.fps / stats.inference_only["fps"], 4)
         if stats_path is not None:
             stats.write_json(stats_path)
             log.info("stats written to %s", stats_path)
@@ -330,9 +356,8 @@ def _first_frame(
     backend: Backend,
     warmup: int,
     iterations: int,
-    stats: RunStats,
     control: _Control,
-) -> Frame | None:
+) -> tuple[Frame | None, _InferenceOnly | None]:
     """Read the first frame, warm the backend up on it and time inference alone, before the stages start.
 
     The frame then enters the pipeline re-stamped, so the deliberate hold does not count as latency; live
@@ -340,13 +365,18 @@ def _first_frame(
     """
     try:
         frame = read()
-        if frame is not None:
-            stats.inference_only = time_inference(backend, prepare(frame.image), warmup, iterations)
-            frame.timestamp = time.monotonic()
-        return frame
+        if frame is None:
+            return None, None
+        tensor = prepare(frame.image)
+        time_inference(backend, tensor, warmup)
+        timing = None
+        if iterations > 0:
+            timing = _InferenceOnly(tensor, iterations, warmup, before=time_inference(backend, tensor, iterations))
+        frame.timestamp = time.monotonic()
+        return frame, timing
     except BaseException as exc:
         control.fail(exc)
-        return None
+        return None, None
 
 
 def _close_all(source: Source, sinks: Sequence[Sink], control: _Control) -> None:
@@ -376,13 +406,6 @@ def _finish(
     if stats.frames_out >= 2:
         stats.fps = round((stats.frames_out - 1) / (times["last_out"] - times["first_out"]), 3)
     stats.latency = latencies.summary()
-    if stats.inference_only:
-        stats.inference_only["fps"] = round(stats.inference_only["fps"], 3)
-        in_pipeline = latencies.samples("inference")
-        if in_pipeline:
-            stats.inference_only["in_pipeline_fps"] = round(len(in_pipeline) / sum(in_pipeline), 3)
-        if stats.fps:
-            stats.fps_vs_inference_only = round(stats.fps / stats.inference_only["fps"], 4)
 
 
 class _Progress:

@@ -22,7 +22,9 @@ def shared() -> Path:
 TINY_SIZE = (128, 64)  # (width, height): small enough that a frame infers in milliseconds on one CPU core
 
 
-def _export_tiny_bundle(destination: Path, normalize_in_graph: bool, argmax: bool) -> Path:
+def _export_tiny_bundle(
+    destination: Path, normalize_in_graph: bool, argmax: bool, size: tuple[int, int] = TINY_SIZE
+) -> Path:
     """ESPNet (random weights, seed 0) with optional in-graph normalisation/ArgMax, as a real edgekit bundle."""
     import torch
 
@@ -33,7 +35,7 @@ def _export_tiny_bundle(destination: Path, normalize_in_graph: bool, argmax: boo
 
     torch.manual_seed(0)
     net = build_model("espnet", num_classes=20).eval()
-    preprocessing = ESPNET_CITYSCAPES.with_size(*TINY_SIZE)
+    preprocessing = ESPNET_CITYSCAPES.with_size(*size)
     gain, bias = (torch.from_numpy(a).view(1, 3, 1, 1) for a in preprocessing.affine())
 
     class Deployed(torch.nn.Module):
@@ -47,7 +49,7 @@ def _export_tiny_bundle(destination: Path, normalize_in_graph: bool, argmax: boo
             out = self.net(x.float() * self.gain + self.bias if normalize_in_graph else x)
             return out.argmax(dim=1).to(torch.uint8) if argmax else out
 
-    width, height = TINY_SIZE
+    width, height = size
     dtype = torch.uint8 if normalize_in_graph else torch.float32
     example = torch.zeros(1, 3, height, width, dtype=dtype)
     with BundleWriter(destination) as writer, warnings.catch_warnings():

@@ -35,10 +35,10 @@ class Sink(abc.ABC):
 
 
 class NullSink(Sink):
-    """Discards frames: benchmarks of the pipeline without output cost."""
+    """Discards frames: benchmarks of the pipeline without output cost (the runner then draws no overlay)."""
 
     def write(self, output: OutputFrame) -> None:
         pass
 
     def describe(self) -> str:
-        return "none (frames discarded)"
+        return "none (frames discarded, no overlay drawn)"
