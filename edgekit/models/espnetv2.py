@@ -270,16 +270,19 @@ def _pool_along(x: torch.Tensor, dim: int, size_out: int) -> torch.Tensor:
 
 
 def adaptive_avg_pool2d(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d`` that also exports to ONNX when ``size`` does not divide the input.
+    """``F.adaptive_avg_pool2d`` that also exports to ONNX, for any output size and with a dynamic batch.
 
     Eager PyTorch runs the official operator (bit-identical to the authors' code, and 4-6x faster on CPU than the
-    gathers); while tracing for export, sizes that do not divide become two separable gather-sums (same windows,
-    equal to ~1e-7), since ONNX has no adaptive pooling and the exporter refuses those sizes.
+    gathers). While tracing for export, sizes that divide the input become the equal fixed-window average pool and
+    the others two separable gather-sums (same windows, equal to ~1e-7): ONNX has no adaptive pooling, and the
+    exporter refuses it for such sizes or when it cannot see the input size.
     """
-    height, width = int(x.shape[2]), int(x.shape[3])
-    divides = height % size[0] == 0 and width % size[1] == 0
-    if divides or not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+    if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
         return F.adaptive_avg_pool2d(x, size)
+    height, width = int(x.shape[2]), int(x.shape[3])
+    if height % size[0] == 0 and width % size[1] == 0:
+        kernel = (height // size[0], width // size[1])
+        return F.avg_pool2d(x, kernel, stride=kernel)
     return _pool_along(_pool_along(x, 2, size[0]), 3, size[1])
 
 
