@@ -1,0 +1,108 @@
+"""`edgekit build` end to end on a tiny configuration, bundle integrity, atomicity and the board hand-over."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.bundle import Bundle
+from edgekit.checkpoint import Checkpoint
+from edgekit.classes import cityscapes_classes
+from edgekit.cli import main
+from edgekit.errors import EdgekitError
+from edgekit.export import ort_session
+from edgekit.models import build_model, get_spec
+
+TINY = ["--input-size", "64x32", "--train-seconds", "2", "--eval-scenes", "2"]
+
+
+@pytest.fixture(scope="module")
+def nano_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real `edgekit build --target jetson-nano` (brief training on synthetic scenes) shared by the tests."""
+    out = tmp_path_factory.mktemp("build") / "nano"
+    assert main(["build", "--target", "jetson-nano", *TINY, "-o", str(out)]) == 0
+    return out, "jetson-nano"
+
+
+def test_build_for_the_nano_writes_a_complete_verified_bundle(nano_bundle: tuple[Path, str]) -> None:
+    root, target = nano_bundle
+    bundle = Bundle.load(root)  # verifies every sha256
+    manifest = bundle.manifest
+    assert manifest["target"] == target and manifest["precision"] == "fp16"
+    assert manifest["target_profile"]["software"]["tensorrt"] == "8.2.1"
+    assert manifest["artifacts"]["onnx"] == {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx"}
+    assert manifest["artifacts"]["engine"] is None and manifest["engine"] is None  # no TensorRT on this machine
+    assert manifest["artifacts"]["calibration_cache"] is None  # the Nano has no fast INT8
+    assert set(manifest["files"]) >= {"model.fp32.onnx", "model.fp16.onnx", "report.md", "report.json"}
+    assert manifest["preprocessing"]["input_size"] == [64, 32] and manifest["input"]["shape"] == [1, 3, 32, 64]
+    classes = len(manifest["classes"]["names"])
+    assert classes == len(manifest["classes"]["palette"]) == 19  # Cityscapes train ids of the synthetic labels
+    assert manifest["metrics"]["model_source"]["trained_on"] == "synthetic street scenes"
+    assert manifest["metrics"]["export"]["max_abs_diff"] < 1e-3
+    accuracy = manifest["metrics"]["accuracy"]["variants"]
+    assert set(accuracy) == {"fp32", "fp16"} and accuracy["fp16"]["agreement_with_fp32"] > 0.95
+    report = json.loads((root / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["model", "export", "fp16", "accuracy", "compile"]
+    assert "edgekit compile --bundle nano" in report["compile"] and "tensorrt does not import" in report["compile"]
+    assert "| fp16 | `model.fp16.onnx` |" in (root / "report.md").read_text()
+    # the runtime model runs in onnxruntime and gives per-class logits at the input size
+    session = ort_session(bundle.runtime_onnx)
+    frame = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    (logits,) = session.run(None, {manifest["input"]["name"]: bundle.preprocessing(frame)})
+    assert logits.shape == (1, classes, 32, 64)
+
+
+def test_tampered_file_fails_to_load(nano_bundle: tuple[Path, str], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(nano_bundle[0], copy)
+    onnx = copy / "model.fp16.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(EdgekitError, match=r"model\.fp16\.onnx has sha256 .* rebuild the bundle"):
+        Bundle.load(copy)
+    (copy / "model.fp16.onnx").unlink()
+    with pytest.raises(EdgekitError, match=r"model\.fp16\.onnx is missing"):
+        Bundle.load(copy)
+
+
+def test_failed_build_leaves_the_previous_bundle_and_no_partial_one(
+    nano_bundle: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build that fails after export (bad calibration folder) neither replaces nor half-writes a bundle."""
+    spec = get_spec("espnet-c")
+    classes = cityscapes_classes()
+    model = build_model("espnet-c", num_classes=len(classes))
+    checkpoint = Checkpoint("espnet-c", {}, classes, spec.default_preprocessing, model.state_dict())
+    checkpoint.save(tmp_path / "c.pt")
+    destination = tmp_path / "bundles" / "xnx"
+    shutil.copytree(nano_bundle[0], destination)
+    before = Bundle.load(destination).manifest["files"]
+    argv = ["build", "--target", "jetson-xavier-nx", "--checkpoint", str(tmp_path / "c.pt"), *TINY]
+    assert main([*argv, "--calib", str(tmp_path / "no-such-frames"), "-o", str(destination)]) == 2
+    assert "calibration source" in capsys.readouterr().err
+    assert Bundle.load(destination).manifest["files"] == before
+    assert [p.name for p in destination.parent.iterdir()] == ["xnx"]  # no .xnx.partial-* left behind
+    fresh = tmp_path / "bundles" / "fresh"
+    assert main([*argv, "--calib", str(tmp_path / "no-such-frames"), "-o", str(fresh)]) == 2
+    assert not fresh.exists()
+
+
+def test_strict_precision_refuses_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "nano-int8"
+    assert main(["build", "--target", "jetson-nano", "--precision", "int8", "--strict", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "INT8 is not available on jetson-nano" in err and "drop --strict" in err
+    assert not out.exists()
+
+
+def test_compile_here_says_what_is_missing(nano_bundle: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here; tests/test_tensorrt_build.py builds real engines")
+    assert main(["compile", "--bundle", str(nano_bundle[0])]) == 2
+    assert "tensorrt does not import" in capsys.readouterr().err
