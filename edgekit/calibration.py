@@ -31,7 +31,7 @@ from edgekit.preprocess import Preprocessing, read_bgr
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "calibration"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-MIN_SIDE_FRACTION = 0.5  # an image needing more than 2x upscaling says nothing about real input statistics
+MIN_SIDE_FRACTION = 0.25  # an image needing more than 4x upscaling says little about real input statistics
 
 
 @dataclass
@@ -85,7 +85,7 @@ def _load_frames(files: list[Path], preprocessing: Preprocessing) -> list[np.nda
         if width < preprocessing.width * MIN_SIDE_FRACTION or height < preprocessing.height * MIN_SIDE_FRACTION:
             raise EdgekitError(
                 f"calibration image {path} is {width}x{height}, too small for the {preprocessing.width}x"
-                f"{preprocessing.height} network input (more than 2x upscaling); use full-size frames"
+                f"{preprocessing.height} network input (more than 4x upscaling); use full-size frames"
             )
         frames.append(preprocessing.resize_bgr(image))
     return frames

@@ -32,6 +32,7 @@ from edgekit.errors import EdgekitError
 
 DEFAULT_MAX_DROP = 0.03  # at least 97 % of pixels must agree with FP32 unless the user says otherwise
 DEFAULT_TRT_VERSION = "8.6.2"  # JetPack 6.0; pass the target's version (the header is a compatibility key)
+MEASURED_CANDIDATES = 8  # layers with the largest local error whose effect on the prediction is measured
 HOLDOUT_SEEDS = 1000  # synthetic hold-out scenes start here, far from calibration seeds
 
 
@@ -40,7 +41,8 @@ class LayerSensitivity:
     name: str
     op_type: str
     mac_share: float
-    agreement_alone: float  # pixel agreement with FP32 when only this layer runs in INT8
+    local_error: float  # |y_int8 - y|^2 / |y|^2 of this layer's output, every other layer in float
+    agreement_alone: float | None = None  # pixel agreement (first hold-out image) with only this layer in INT8
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +61,7 @@ class QuantizeReport:
     int8_layers: int
     conv_layers: int
     excluded: list[LayerSensitivity]
-    sensitivity: list[LayerSensitivity]  # most sensitive first
+    sensitivity: list[LayerSensitivity]  # the order the mixed-precision search tried them: most sensitive first
     max_drop: float | None
     met_budget: bool
     folding: dict[str, int]
@@ -140,6 +142,7 @@ def quantize_int8(
         expose_tensors,
         int8_weight_layers,
         mask_model,
+        probe_model,
     )
     from edgekit.quant.ranges import collect_stats
     from edgekit.quant.trtcache import write_cache
@@ -204,23 +207,39 @@ def quantize_int8(
     # 3. Per-layer sensitivity and mixed precision, on one simulation graph (see qdq.mask_model).
     simulator = ort_session(mask_model(folded, layers, amax).SerializeToString())
 
-    def agreement(enabled: set[int]) -> float:
+    def agreement(enabled: set[int], first_only: bool = False) -> float:
         feed_masks = {f"qmask_{i}": np.array(1.0 if i in enabled else 0.0, np.float32) for i in range(len(layers))}
+        pairs = list(zip(holdout_inputs, reference_maps, strict=True))[: 1 if first_only else None]
         values = [
-            float((simulator.run(None, {input_name: x, **feed_masks})[0].argmax(1) == ref).mean())
-            for x, ref in zip(holdout_inputs, reference_maps, strict=True)
+            float((simulator.run(None, {input_name: x, **feed_masks})[0].argmax(1) == ref).mean()) for x, ref in pairs
         ]
         return min(values)
 
     forced = {i for i, layer in enumerate(layers) if layer.name in exclude}
-    sensitivity: list[LayerSensitivity] = []
+    probe, probe_outputs = probe_model(folded, layers, amax)
+    probe_session = ort_session(probe.SerializeToString())
+    noise = np.zeros(len(layers))
+    signal = np.zeros(len(layers))
+    for x in holdout_inputs:
+        values = probe_session.run(probe_outputs, {input_name: x})
+        noise += np.array(values[0::2], np.float64)
+        signal += np.array(values[1::2], np.float64)
+    del probe_session
+    local_error = noise / np.maximum(signal, 1e-20)
+    sensitivity = [
+        LayerSensitivity(layer.name, layer.op_type, layer.macs / total_macs, float(local_error[i]))
+        for i, layer in enumerate(layers)
+    ]
+    by_error = sorted(range(len(layers)), key=lambda i: -local_error[i])
+    candidates = [i for i in by_error if i not in forced][:MEASURED_CANDIDATES]
     with _progress() if show_progress else _NoProgress() as progress:
-        task = progress.add_task("per-layer sensitivity", total=len(layers))
-        for index, layer in enumerate(layers):
-            sensitivity.append(LayerSensitivity(layer.name, layer.op_type, layer.macs / total_macs, agreement({index})))
+        task = progress.add_task("per-layer sensitivity", total=len(candidates))
+        for index in candidates:
+            sensitivity[index].agreement_alone = agreement({index}, first_only=True)
             progress.advance(task)
     lap("sensitivity")
-    order = sorted(range(len(layers)), key=lambda i: sensitivity[i].agreement_alone)
+    order = sorted(candidates, key=lambda i: sensitivity[i].agreement_alone or 0.0)
+    order += [i for i in by_error if i not in candidates]
     excluded = set(forced)
     enabled = set(range(len(layers))) - excluded
     current = agreement(enabled)

@@ -233,3 +233,51 @@ def mask_model(model: onnx.ModelProto, layers: list[ConvInfo], amax: dict[str, f
             graph.node.insert(position + offset, extra)
         node.input[0], node.input[1] = f"{prefix}_x", f"{prefix}_w"
     return simulated
+
+
+def probe_model(
+    model: onnx.ModelProto, layers: list[ConvInfo], amax: dict[str, float]
+) -> tuple[onnx.ModelProto, list[str]]:
+    """The float graph plus, per conv, an INT8 twin fed the same float input; outputs its local error.
+
+    One forward pass yields every layer's relative output error ``|y_int8 - y|^2 / |y|^2`` with all other layers
+    in float: the per-layer error measurement behind the sensitivity ranking (cheap: one extra conv per layer).
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    graph = probe.graph
+    inits = {i.name: i for i in graph.initializer}
+    by_name = {n.name: n for n in graph.node}
+    outputs = []
+    for layer in layers:
+        node = by_name[layer.name]
+        prefix = f"{layer.name}_probe"
+        scale = max(amax.get(layer.input, 0.0), 1e-8) / 127.0
+        weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(scale, np.float32), f"{prefix}_scale"),
+                numpy_helper.from_array(np.array(0, np.int8), f"{prefix}_zero"),
+                numpy_helper.from_array(fake_quant_weight(weight, 0 if node.op_type == "Conv" else 1), f"{prefix}_w"),
+            ]
+        )
+        twin = helper.make_node(node.op_type, [f"{prefix}_dq", f"{prefix}_w", *node.input[2:]], [f"{prefix}_y"])
+        twin.attribute.extend(node.attribute)
+        graph.node.extend(
+            [
+                helper.make_node(
+                    "QuantizeLinear", [node.input[0], f"{prefix}_scale", f"{prefix}_zero"], [f"{prefix}_q"]
+                ),
+                helper.make_node(
+                    "DequantizeLinear", [f"{prefix}_q", f"{prefix}_scale", f"{prefix}_zero"], [f"{prefix}_dq"]
+                ),
+                twin,
+                helper.make_node("Sub", [f"{prefix}_y", node.output[0]], [f"{prefix}_d"]),
+                helper.make_node("ReduceSumSquare", [f"{prefix}_d"], [f"{prefix}_noise"], keepdims=0),
+                helper.make_node("ReduceSumSquare", [node.output[0]], [f"{prefix}_signal"], keepdims=0),
+            ]
+        )
+        for name in (f"{prefix}_noise", f"{prefix}_signal"):
+            graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []))
+            outputs.append(name)
+    return probe, outputs
