@@ -13,8 +13,12 @@ from typing import Any
 
 from edgekit.cli.run import SOURCE_HELP, add_pipeline_arguments, execute, setup_logging
 
-# Where `make demo` builds its bundle (`edgekit build --target jetson-nano`'s default output), then older layouts.
-DEFAULT_BUNDLES = (Path("runs/bundles/espnet-jetson-nano"), Path("out/jetson-nano"))
+# `make demo`'s bundle, then `edgekit build --target jetson-nano`'s default output, then the oldest layout.
+DEFAULT_BUNDLES = (
+    Path("runs/bundles/demo-jetson-nano"),
+    Path("runs/bundles/espnet-jetson-nano"),
+    Path("out/jetson-nano"),
+)
 DEMO_DIR = Path("runs/demo")
 SHARED_SEQUENCE = Path("..") / "shared" / "samples" / "labelme-street-sequence"
 SYNTHETIC = {"frames": 60, "size": (640, 360), "fps": 15.0, "seed": 0}
