@@ -136,6 +136,9 @@ def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normaliz
     gain, bias = preprocessing.affine()
 
     class Deployed(nn.Module):
+        gain: torch.Tensor
+        bias: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.net = model

@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "demo",
     "build",
     "compile",
+    "export",
+    "quantize",
 )
 
 

@@ -1,0 +1,66 @@
+"""``edgekit export``: checkpoint -> verified, simplified ONNX (opset 17), optionally an FP16 twin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from edgekit.cli.common import console, parse_size
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX, simplified and verified against PyTorch",
+        description="Export to ONNX opset 17, simplify with onnxsim, check with onnx.checker and verify against "
+        "PyTorch through onnxruntime (max abs diff and argmax agreement; error above --tolerance). The file "
+        "carries the preprocessing and classes in its metadata for `edgekit quantize` and the runner.",
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT", help="an edgekit checkpoint")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="ONNX", help="output .onnx path")
+    parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the checkpoint's)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+    parser.add_argument("--argmax", action="store_true", help="end the graph in ArgMax: a uint8 class map output")
+    parser.add_argument(
+        "--normalize-in-graph", action="store_true", help="take uint8 NCHW frames and normalise inside the graph"
+    )
+    parser.add_argument("--fp16", action="store_true", help="also write <output>.fp16.onnx (FP32 inputs/outputs)")
+    parser.add_argument(
+        "--verify", type=Path, nargs="*", metavar="IMG", help="verify on these images (default: synthetic)"
+    )
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed logit difference (1e-3)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.export import convert_fp16, export_onnx
+
+    checkpoint = Checkpoint.load(args.checkpoint)
+    with console.status(f"exporting {checkpoint.model_name}"):
+        report = export_onnx(
+            checkpoint,
+            args.output,
+            input_size=args.input_size,
+            dynamic_batch=args.dynamic_batch,
+            argmax=args.argmax,
+            normalize_in_graph=args.normalize_in_graph,
+            verify_images=args.verify,
+            tolerance=args.tolerance,
+        )
+        if args.fp16:
+            report.fp16 = convert_fp16(args.output, args.output.with_suffix(".fp16.onnx"))
+    diff = "n/a (ArgMax output)" if report.max_abs_diff is None else f"{report.max_abs_diff:.2e}"
+    console.print(
+        f"wrote {report.output} ({report.input_size[0]}x{report.input_size[1]}, {report.nodes_after_simplify} nodes): "
+        f"max |ONNX - PyTorch| {diff}, argmax agreement {report.argmax_agreement:.4%} on {len(report.verified_on)} "
+        f"images, {report.seconds:.1f} s"
+    )
+    if report.fp16 is not None:
+        console.print(f"wrote {report.fp16.output}: FP16 vs FP32 argmax agreement {report.fp16.argmax_agreement:.4%}")
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
