@@ -275,8 +275,12 @@ def quantize_int8(
     if holdout_labels is not None:
         if len(holdout_labels) != len(holdout_inputs):
             raise EdgekitError(f"{len(holdout_labels)} label maps for {len(holdout_inputs)} hold-out images")
-        miou_fp32_labels = float(np.mean([mean_iou(r[0], lab) for r, lab in zip(reference_maps, holdout_labels)]))
-        miou_int8_labels = float(np.mean([mean_iou(p[0], lab) for p, lab in zip(predictions, holdout_labels)]))
+        miou_fp32_labels = float(
+            np.mean([mean_iou(r[0], lab) for r, lab in zip(reference_maps, holdout_labels, strict=True)])
+        )
+        miou_int8_labels = float(
+            np.mean([mean_iou(p[0], lab) for p, lab in zip(predictions, holdout_labels, strict=True)])
+        )
 
     lap("Q/DQ model and evaluation")
     cache_path = None

@@ -22,14 +22,14 @@ _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 def trt_version_int(version: str) -> int:
     """'8.6.2' -> 8602, '10.3.0' -> 100300 (NV_TENSORRT_VERSION as the cache header spells it)."""
     try:
-        major, minor, patch = (int(p) for p in (version.split(".") + ["0", "0"])[:3])
+        major, minor, patch = (int(p) for p in [*version.split("."), "0", "0"][:3])
     except ValueError:
         raise EdgekitError(f"TensorRT version must look like 8.6.2 or 10.3.0, got {version!r}") from None
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
 
 def scale_to_hex(scale: float) -> str:
-    return "%x" % struct.unpack(">I", struct.pack(">f", float(scale)))[0]
+    return f"{struct.unpack('>I', struct.pack('>f', float(scale)))[0]:x}"
 
 
 def hex_to_scale(text: str) -> float:
