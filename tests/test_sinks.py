@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgekit.bench.browser import CHROMIUM_FLAGS, find_chromium
 from edgekit.errors import EdgekitError
 from edgekit.sinks import NullSink, OutputFrame, open_sinks
 from edgekit.sinks.images import ImageFilesSink
@@ -136,17 +136,7 @@ def test_busy_port_is_a_clear_error() -> None:
             MjpegSink(f"127.0.0.1:{port}")
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = find_chromium()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
