@@ -149,3 +149,16 @@ def test_other_width_names_the_shape_differences(shared: Path) -> None:
 def test_camvid_weights_name_the_class_count_difference(shared: Path) -> None:
     with pytest.raises(EdgekitError, match=r"encoder.classifier.conv.weight: file \(12, 256, 1, 1\) vs model \(20,"):
         load_official("espnet", shared / "weights/espnet/espnet_p_2_q_8_camvid.pth")
+
+
+def test_data_parallel_prefix_and_size_free_file_name(shared: Path, tmp_path: Path) -> None:
+    """``module.`` keys (nn.DataParallel saves) load; without WxH in the name the default size is chosen and said."""
+    state = torch.load(
+        shared / "weights/espnetv2/espnetv2_s_0.5_city_512x256.pth", map_location="cpu", weights_only=True
+    )
+    path = tmp_path / "my_espnetv2.pth"
+    torch.save({f"module.{key}": value for key, value in state.items()}, path)
+    checkpoint = import_official("espnetv2-s0.5", path)
+    assert checkpoint.preprocessing.input_size == (1024, 512)
+    assert any(note.startswith("input 1024x512: default") for note in checkpoint.meta["import_notes"])
+    assert import_official("espnetv2-s0.5", path, input_size=(768, 384)).preprocessing.input_size == (768, 384)
