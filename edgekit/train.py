@@ -63,11 +63,17 @@ class TrainConfig:
     synthetic_train: int = 400  # scenes per epoch when data is None
     synthetic_val: int = 40
     augment: bool = True
+    crop_size: tuple[int, int] | None = None  # train on random crops of this WxH (validation stays at input_size)
+    threads: int | None = None  # torch intra-op threads; 1 is fastest on a CPU shared with other jobs
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.data = Path(self.data) if self.data is not None else None
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        if self.crop_size is not None:
+            self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
+            if self.crop_size[0] > self.input_size[0] or self.crop_size[1] > self.input_size[1]:
+                raise EdgekitError(f"crop {self.crop_size} must fit in the input size {self.input_size}")
         if self.optimizer not in ("adam", "sgd"):
             raise EdgekitError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.schedule not in ("poly", "cyclic"):
@@ -83,6 +89,7 @@ class TrainConfig:
             if isinstance(value, Path):
                 data[key] = str(value)
         data["input_size"] = list(self.input_size)
+        data["crop_size"] = list(self.crop_size) if self.crop_size else None
         return data
 
 
@@ -274,6 +281,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def _upsample_to(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Logits at the masks' resolution (encoders such as ESPNet-C predict at 1/8)."""
+    if logits.shape[-2:] == masks.shape[-2:]:
+        return logits
+    return F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+
+
 @torch.no_grad()
 def _confusion(
     model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, progress: Progress | None
@@ -286,7 +300,7 @@ def _confusion(
     for batch in loader:
         skipped += len(batch.skipped)
         if len(batch):
-            logits = _unwrap(model)(batch.images.to(device))
+            logits = _upsample_to(_unwrap(model)(batch.images.to(device)), batch.masks)
             pred = logits.argmax(1).cpu().numpy()
             confusion += confusion_matrix(pred, batch.masks.numpy(), num_classes, IGNORE_INDEX)
             images += len(batch)
@@ -396,6 +410,8 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     started = time.monotonic()
     torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     resume = Checkpoint.load(config.resume) if config.resume else None
     if resume is not None and resume.training is None:
         raise EdgekitError(f"{config.resume} has no training state (only last.pt is resumable); use --init instead")
@@ -418,7 +434,8 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     optimizer = _optimizer(config, model)
 
     augmentation = Augmentation() if config.augment else None
-    train_data = SegmentationDataset(train_source, preprocessing, augmentation, config.seed)
+    train_size = config.crop_size or config.input_size
+    train_data = SegmentationDataset(train_source, preprocessing.with_size(*train_size), augmentation, config.seed)
     val_data = SegmentationDataset(val_source, preprocessing)
     sampler: DistributedSampler[Any] = DistributedSampler(
         train_data, num_replicas=env.world, rank=env.rank, shuffle=True, seed=config.seed, drop_last=True
@@ -457,7 +474,8 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     if resume is None and env.main:
         metrics_path.unlink(missing_ok=True)
     elapsed_before = float(state["elapsed_s"])
-    eval_reserve = 0.0
+    eval_reserve = 0.0  # seconds kept for the validation that ends a budgeted run; measured after each one
+    step_seconds: list[float] = []
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - started
@@ -517,7 +535,9 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
                 lr = learning_rate(config, progress_fraction())
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = _step(train_model, criterion, optimizer, batch, preprocessing, env.device, env.world > 1)
+                step_started = time.monotonic()
+                loss = _step(train_model, criterion, optimizer, batch, train_size, env.device, env.world > 1)
+                step_seconds.append(time.monotonic() - step_started)
                 for item in batch.skipped:
                     console.print(f"[yellow]warning: skipped unreadable {item.what}: {item.reason}[/]")
                 state["skipped"] += len(batch.skipped)
@@ -528,6 +548,13 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
                 if progress and task is not None:
                     status = f"loss {np.mean(losses[-20:]):.3f} lr {lr:.2e}" if losses else ""
                     progress.update(task, advance=1, status=status)
+                    if not console.is_terminal and state["step_in_epoch"] % max(1, steps_per_epoch // 5) == 0:
+                        console.print(f"epoch {epoch + 1} step {state['step_in_epoch']}/{steps_per_epoch}: {status} "
+                                      f"({elapsed():.0f} s)")  # fmt: skip
+                if not eval_reserve and step_seconds:
+                    # Before the first validation: a forward pass costs about a third of a training step.
+                    pixel_ratio = (config.input_size[0] * config.input_size[1]) / (train_size[0] * train_size[1])
+                    eval_reserve = float(np.median(step_seconds)) * len(val_loader) * pixel_ratio / 3
                 budget_spent = bool(config.time_budget_s) and elapsed() + eval_reserve >= float(
                     config.time_budget_s or 0
                 )
@@ -539,7 +566,7 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
             eval_started = time.monotonic()
             confusion, _, val_skipped = _confusion(train_model, val_loader, len(classes), env.device, progress)
             confusion = env.sum_(torch.from_numpy(confusion)).numpy()
-            eval_reserve = time.monotonic() - eval_started
+            eval_reserve = 1.2 * (time.monotonic() - eval_started)
             report = EvalReport(classes, confusion, 0, val_skipped)
             loss_sum = env.sum_(torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64))
             record = {
@@ -594,7 +621,7 @@ def _step(
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: Batch,
-    preprocessing: Preprocessing,
+    size: tuple[int, int],
     device: torch.device,
     distributed: bool,
 ) -> float | None:
@@ -603,13 +630,11 @@ def _step(
     if len(batch) == 0:
         if not distributed:
             return None
-        dummy = torch.zeros(1, 3, preprocessing.height, preprocessing.width, device=device)
+        dummy = torch.zeros(1, 3, size[1], size[0], device=device)
         (model(dummy).sum() * 0.0).backward()
         optimizer.step()
         return None
-    logits = model(batch.images.to(device))
-    if logits.shape[-2:] != batch.masks.shape[-2:]:
-        logits = F.interpolate(logits, size=batch.masks.shape[-2:], mode="bilinear", align_corners=False)
+    logits = _upsample_to(model(batch.images.to(device)), batch.masks)
     loss = criterion(logits, batch.masks.to(device))
     loss.backward()
     optimizer.step()

@@ -48,6 +48,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic-train", type=int, default=400, help="synthetic training scenes (no --data)")
     parser.add_argument("--synthetic-val", type=int, default=40, help="synthetic validation scenes (no --data)")
+    parser.add_argument("--crop", type=parse_size, help="train on random WxH crops (validation stays at --input-size)")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a CPU shared with other jobs)")
     parser.add_argument("--no-augment", action="store_true", help="no random scale, crop, flip or colour jitter")
     parser.set_defaults(func=run)
 
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         synthetic_train=args.synthetic_train,
         synthetic_val=args.synthetic_val,
         augment=not args.no_augment,
+        crop_size=args.crop,
+        threads=args.threads,
     )
     result = train(config)
     console.print(f"best validation mIoU {result.best_miou:.4f}: {result.best}  (last: {result.last})")
