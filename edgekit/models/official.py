@@ -9,7 +9,7 @@ shapes), and every choice made that way is recorded in the checkpoint's ``meta``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,11 +130,10 @@ def _load(name: str, path: str | Path, input_size: tuple[int, int] | None) -> tu
     state_dict = read_state_dict(path)
     official = describe(name, path, state_dict)
     if input_size is not None:
-        official = OfficialModel(
-            official.name,
-            official.kwargs,
-            official.preprocessing.with_size(*input_size),
-            (*official.notes, f"input {input_size[0]}x{input_size[1]}: chosen by the caller"),
+        official = replace(
+            official,
+            preprocessing=official.preprocessing.with_size(*input_size),
+            notes=(*official.notes, f"input {input_size[0]}x{input_size[1]}: chosen by the caller"),
         )
     classes = cityscapes_classes()
     model = get_spec(name).build(num_classes=len(classes), **official.kwargs)
