@@ -88,3 +88,25 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_logits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """float32 normalised input, float logits out: the general path."""
     return _export_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-float-logits", False, False)
+
+
+@pytest.fixture(scope="session")
+def tiny_espnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, randomly initialised ESPNet (p=1, q=1, 5 classes) checkpoint at 128x64, for export/quantize."""
+    import torch
+
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.classes import ClassSet
+    from edgekit.models import build_model
+    from edgekit.preprocess import ESPNET_CITYSCAPES
+
+    torch.manual_seed(0)
+    model = build_model("espnet", num_classes=5, p=1, q=1)
+    path = tmp_path_factory.mktemp("tiny_espnet") / "espnet.ckpt"
+    return Checkpoint(
+        model_name="espnet",
+        model_kwargs={"p": 1, "q": 1},
+        classes=ClassSet.generic(5),
+        preprocessing=ESPNET_CITYSCAPES.with_size(128, 64),
+        state_dict=model.state_dict(),
+    ).save(path)
