@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.errors import EdgekitError
 from edgekit.models import build_model
 from edgekit.models.espnetv2 import adaptive_avg_pool2d
 
@@ -63,3 +64,8 @@ def test_onnx_export_with_dynamic_batch_matches_pytorch(tmp_path: Path) -> None:
     (actual,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
     assert actual.shape == (3, 20, 96, 160)
     assert np.abs(actual - expected).max() < 1e-4
+
+
+def test_input_size_not_divisible_by_16_is_a_clear_error() -> None:
+    with pytest.raises(EdgekitError, match="divisible by 16, got 100x64"):
+        build_model("espnetv2-s0.5").eval()(torch.zeros(1, 3, 64, 100))

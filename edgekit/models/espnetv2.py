@@ -386,6 +386,8 @@ class ESPNetv2Segmentation(nn.Module):
         return _resize_bilinear(x, (2 * int(x.shape[2]), 2 * int(x.shape[3])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if int(x.shape[2]) % 16 or int(x.shape[3]) % 16:  # the decoder adds 2x-upsampled maps to encoder maps
+            raise EdgekitError(f"ESPNetv2 needs width and height divisible by 16, got {x.shape[3]}x{x.shape[2]}")
         enc_l1, enc_l2, enc_l3, enc_l4 = self.base_net(x)
         out = self.bu_dec_l1(enc_l4)
         out = self.bu_dec_l2(self.bu_br_l2(self.merge_enc_dec_l2(enc_l3) + self._upsample(out)))
