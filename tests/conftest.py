@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,50 @@ def tiny_espnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         preprocessing=ESPNET_CITYSCAPES.with_size(128, 64),
         state_dict=model.state_dict(),
     ).save(path)
+
+
+# --- benchmark results for the bench and report tests: the tiny bundle plus a real Q/DQ INT8 variant ---
+@pytest.fixture(scope="session")
+def int8_bundle(tiny_logits_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny float bundle plus a real Q/DQ INT8 variant made by onnxruntime's static quantizer."""
+    import shutil
+
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from edgekit.bundle import Bundle, BundleWriter
+
+    source = Bundle.load(tiny_logits_bundle)
+    shape = source.manifest["input"]["shape"]
+    rng = np.random.default_rng(0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": rng.normal(size=shape).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    destination = tmp_path_factory.mktemp("bench") / "tiny-int8"
+    with BundleWriter(destination) as writer:
+        shutil.copy(source.runtime_onnx, writer.path("model.onnx"))
+        quantize_static(str(source.runtime_onnx), str(writer.path("model.int8.onnx")), Reader(),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=True)  # fmt: skip
+        manifest = {k: v for k, v in source.manifest.items() if k not in ("format", "version", "files")}
+        manifest["artifacts"] = {**manifest["artifacts"], "onnx": {"fp32": "model.onnx", "int8": "model.int8.onnx"}}
+        return writer.commit(manifest).root
+
+
+@pytest.fixture(scope="session")
+def bench_document(int8_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real `edgekit bench` run (fp32, int8 and an fp16 the bundle lacks) with a short stop rule."""
+    from edgekit.bench.core import Bench, BenchConfig
+    from edgekit.bench.timing import StopRule
+
+    config = BenchConfig(
+        bundle=int8_bundle, precisions=["fp32", "int8", "fp16"], backend="onnxruntime",
+        rule=StopRule(warmup=2, min_runs=8, max_runs=200, budget_s=1.0, target_rel_ci=0.05), profile_runs=2,
+        pipeline_frames=4, target="cpu-x86", workdir=tmp_path_factory.mktemp("bench-work"),
+    )  # fmt: skip
+    return Bench(config).run(command="pytest")

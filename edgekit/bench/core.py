@@ -38,9 +38,8 @@ log = logging.getLogger(__name__)
 SCHEMA = "edgekit-bench/1"
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
-MAX_SAMPLES_KEPT = 500
-PIPELINE_VIDEO_FRAMES = 60
-PIPELINE_VIDEO_SIZE = (1024, 512)  # per combination, for the latency-distribution plots
+MAX_SAMPLES_KEPT = 500  # per combination, for the latency-distribution plots
+PIPELINE_VIDEO_SIZE = (1024, 512)  # a camera-like frame: the pipeline resizes it like a real one
 
 
 @dataclass
@@ -65,6 +64,7 @@ class BenchConfig:
     channels_last: bool = True  # torch backend optimisations (CUDA graphs only on CUDA)
     cuda_graphs: bool = True
     workdir: Path | None = None  # exported ONNX files; a temporary folder when None
+    pipeline_frames: int = 60  # frames of the synthetic pipeline video (when no --video); 0 skips the pipeline
 
 
 @dataclass
@@ -411,6 +411,8 @@ class Bench:
         """Full-pipeline FPS on a video file through the runner (capture, preprocessing, inference, overlay)."""
         if batch != 1:
             return {"status": "not applicable", "reason": "the runner streams single frames (batch 1)"}
+        if self.config.pipeline_frames <= 0 and self.config.video is None:
+            return {"status": NOT_AVAILABLE, "reason": "pipeline measurement turned off (--pipeline-frames 0)"}
         from edgekit.runner import run_pipeline
         from edgekit.sinks.base import NullSink
         from edgekit.sources import open_source
@@ -434,7 +436,7 @@ class Bench:
 
         path = workdir / "pipeline.mp4"
         if not path.is_file():
-            synthetic_video(path, frames=PIPELINE_VIDEO_FRAMES, size=PIPELINE_VIDEO_SIZE, fps=30.0)
+            synthetic_video(path, frames=self.config.pipeline_frames, size=PIPELINE_VIDEO_SIZE, fps=30.0)
         return path
 
     def authors_baseline(self, workload: Workload) -> dict[str, Any]:

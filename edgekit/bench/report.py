@@ -170,13 +170,13 @@ def plot_latency(rows: list[Row]) -> bytes:
     import matplotlib.pyplot as plt
 
     ok = [row for row in rows if row.result["status"] == "ok" and row.result.get("samples_ms")]
-    figure, ax = plt.subplots(figsize=(9, max(2.5, 0.4 * len(ok) + 1)))
+    figure, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(ok) + 2), 5))
     if ok:
-        ax.boxplot([row.result["samples_ms"] for row in ok], vert=False, showfliers=True)
-        ax.set_yticks(range(1, len(ok) + 1), [f"{row.label}\n{row.tier}" for row in ok], fontsize=7)
-        ax.invert_yaxis()
-    ax.set_xlabel("latency per batch (ms)")
-    ax.set_xscale("log")
+        ax.boxplot([row.result["samples_ms"] for row in ok], showfliers=True)
+        ax.set_xticks(range(1, len(ok) + 1), [f"{row.label}\n{row.tier}" for row in ok], fontsize=7, rotation=60,
+                      ha="right")  # fmt: skip
+    ax.set_ylabel("latency per batch (ms)")
+    ax.set_yscale("log")
     return _png(figure)
 
 

@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--images", type=Path, help="folder of real frames: timed input, accuracy, pipeline video")
     parser.add_argument("--labels", type=Path, help="folder of label PNGs named like --images (gives mIoU)")
     parser.add_argument("--video", type=Path, help="video file for the full-pipeline FPS (default: from --images)")
+    parser.add_argument("--pipeline-frames", type=int, default=60, help="synthetic video length (0: no pipeline)")
     parser.add_argument("--target", help="target profile (targets/*.yaml) whose peak_gmacs gives fraction of peak")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of timed runs per combination (20)")
     parser.add_argument("--target-ci", type=float, default=0.02, help="stop when the median's 95%% CI is ±this (0.02)")
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         channels_last=not args.no_channels_last,
         cuda_graphs=not args.no_cuda_graphs,
         workdir=args.workdir,
+        pipeline_frames=args.pipeline_frames,
     )
     bench = Bench(config)
     command = shlex.join(["edgekit", *sys.argv[1:]])
