@@ -1,0 +1,165 @@
+"""INT8 Q/DQ quantization through real onnxruntime: graph form, cache format, report, errors, official ESPNet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from edgekit.calibration import load_calibration
+from edgekit.checkpoint import Checkpoint
+from edgekit.cli import main
+from edgekit.errors import EdgekitError
+from edgekit.export import export_onnx, ort_session, read_metadata
+from edgekit.quant.fold import fold_batchnorm
+from edgekit.quant.trtcache import hex_to_scale, read_cache, scale_to_hex, trt_version_int, write_cache
+from edgekit.quantize import quantize_int8
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_espnet_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("q") / "tiny.onnx"
+    return export_onnx(Checkpoint.load(tiny_espnet_checkpoint), output).output
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    calibration = load_calibration("default", read_metadata(tiny_onnx).preprocessing, count=4)
+    out = tmp_path_factory.mktemp("q8") / "tiny.int8.onnx"
+    return quantize_int8(
+        tiny_onnx, calibration, out, method="percentile", max_drop=None, calibration_cache=out.with_suffix(".calib")
+    )
+
+
+def test_cache_format_matches_tensorrt() -> None:
+    assert scale_to_hex(1 / 127) == "3c010204"
+    assert scale_to_hex(0.125) == "3e000000"
+    assert hex_to_scale("4000889d") == pytest.approx(2.008338, rel=1e-6)
+    assert (trt_version_int("8.2.1"), trt_version_int("8.6.2"), trt_version_int("10.3.0")) == (8201, 8602, 100300)
+
+
+def test_cache_round_trip_and_names_with_colons(tmp_path: Path) -> None:
+    path = write_cache(tmp_path / "c.calib", {"input": 1.0, "input_1:0": 0.0, "/x/Conv_output_0": 12.7}, "10.3.0")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "TRT-100300-EntropyCalibration2"
+    assert lines[2] == "input_1:0: 0"
+    version, algorithm, scales = read_cache(path)
+    assert (version, algorithm) == (100300, "EntropyCalibration2")
+    assert scales["/x/Conv_output_0"] == pytest.approx(0.1)
+    with pytest.raises(EdgekitError, match="non-finite"):
+        write_cache(tmp_path / "bad.calib", {"x": float("nan")}, "8.6.2")
+
+
+def test_qdq_graph_is_in_tensorrt_form(tiny_report: object) -> None:
+    report = tiny_report
+    model = onnx.load(str(report.output))  # type: ignore[attr-defined]
+    nodes = list(model.graph.node)
+    producers = {o: n for n in nodes for o in n.output}
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [n for n in nodes if n.op_type in ("Conv", "ConvTranspose")]
+    assert convs and all(producers[n.input[0]].op_type == "DequantizeLinear" for n in convs)
+    for conv in convs:
+        weight_dq = producers[conv.input[1]]
+        scales, zeros = inits[weight_dq.input[1]], inits[weight_dq.input[2]]
+        channels = inits[producers[weight_dq.input[0]].input[0]].shape[0 if conv.op_type == "Conv" else 1]
+        assert scales.shape == (channels,), "per-channel weights"
+        assert zeros.dtype == np.int8 and not zeros.any(), "symmetric INT8"
+    for node in nodes:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            assert inits[node.input[2]].dtype == np.int8 and inits[node.input[2]] == 0
+    # Regression (onnxruntime work-around): only convolutions may read a dequantized activation.
+    for node in nodes:
+        if node.op_type not in ("Conv", "ConvTranspose", "QuantizeLinear", "DequantizeLinear"):
+            assert not any(producers.get(i) and producers[i].op_type == "DequantizeLinear" for i in node.input)
+    assert read_metadata(report.output).preprocessing.input_size == (128, 64)  # type: ignore[attr-defined]
+
+
+def test_report_and_cache(tiny_report: object, tiny_onnx: Path) -> None:
+    report = tiny_report
+    data = json.loads(json.dumps(report.to_dict()))  # type: ignore[attr-defined]
+    assert data["int8_mac_share"] == 1.0 and data["int8_layers"] == data["conv_layers"]
+    assert 0.5 < data["pixel_agreement"] <= 1.0 and 0 < data["miou_vs_fp32"] <= 1.0
+    assert len(data["sensitivity"]) == data["conv_layers"] and data["excluded"] == []
+    assert data["folding"]["folded_into_conv"] >= 1
+    version, algorithm, scales = read_cache(report.calibration_cache)  # type: ignore[attr-defined]
+    assert (version, algorithm) == (8602, "EntropyCalibration2")
+    model = onnx.load(str(tiny_onnx))
+    conv_inputs = {n.input[0] for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    assert {"input", *conv_inputs} <= set(scales)
+    assert all(np.isfinite(s) and s >= 0 for s in scales.values())
+
+
+def test_mixed_precision_meets_a_tight_budget(tiny_onnx: Path, tiny_report: object, tmp_path: Path) -> None:
+    calibration = load_calibration("default", read_metadata(tiny_onnx).preprocessing, count=4)
+    strict = quantize_int8(tiny_onnx, calibration, tmp_path / "s.onnx", method="minmax", max_drop=0.0)
+    assert strict.met_budget and strict.pixel_agreement == 1.0
+    assert strict.int8_mac_share < 1.0 and strict.excluded
+    assert all(layer.agreement_alone is not None for layer in strict.excluded[:1])
+
+
+def test_bad_inputs_fail_clearly(tiny_onnx: Path, tmp_path: Path) -> None:
+    preprocessing = read_metadata(tiny_onnx).preprocessing
+    calibration = load_calibration("default", preprocessing, count=1)
+    with pytest.raises(EdgekitError, match="not found"):
+        quantize_int8(tmp_path / "none.onnx", calibration, tmp_path / "o.onnx")
+    wrong = load_calibration("default", preprocessing.with_size(64, 32), count=1)
+    with pytest.raises(EdgekitError, match="use the model's preprocessing size"):
+        quantize_int8(tiny_onnx, wrong, tmp_path / "o.onnx")
+    no_conv = tmp_path / "relu.onnx"
+    torch.onnx.export(torch.nn.ReLU(), (torch.zeros(1, 3, 64, 128),), str(no_conv), dynamo=False)
+    with pytest.raises(EdgekitError, match="no Conv"):
+        quantize_int8(no_conv, calibration, tmp_path / "o.onnx")
+
+
+def test_fold_batchnorm_after_concat_is_exact(tiny_onnx: Path) -> None:
+    model = onnx.load(str(tiny_onnx))
+    folded, report = fold_batchnorm(model)
+    assert report.split_after_concat >= 1
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 128)).astype(np.float32)
+    expected = ort_session(model.SerializeToString()).run(None, {"input": x})[0]
+    actual = ort_session(folded.SerializeToString()).run(None, {"input": x})[0]
+    assert np.abs(actual - expected).max() < 1e-4
+
+
+def test_cli_quantize_and_bare_onnx(tiny_onnx: Path, tmp_path: Path) -> None:
+    output = tmp_path / "cli.int8.onnx"
+    args = ["quantize", "--onnx", str(tiny_onnx), "--calib", "default", "--count", "2", "-o", str(output)]
+    assert main([*args, "--method", "minmax", "--max-drop", "0.5"]) == 0
+    assert output.is_file() and output.with_suffix(".calib").is_file()
+    bare = tmp_path / "bare.onnx"
+    stripped = onnx.load(str(tiny_onnx))
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(bare))
+    assert main(["quantize", "--onnx", str(bare), "--calib", "default", "-o", str(tmp_path / "b.onnx")]) == 2
+    assert main(["quantize", "--onnx", str(tiny_onnx), "--calib", str(tmp_path / "empty"), "-o", str(output)]) == 2
+
+
+@pytest.mark.slow
+def test_official_espnet_int8_agrees_with_fp32_on_cityscapes(shared: Path, tmp_path: Path) -> None:
+    """The quality bar at 512x256: >= 97 % pixel agreement on both Cityscapes frames, >= 80 % MACs in INT8."""
+    from edgekit.classes import cityscapes_classes
+    from edgekit.models import build_model
+    from edgekit.preprocess import ESPNET_CITYSCAPES
+
+    model = build_model("espnet")
+    model.load_state_dict(torch.load(shared / "weights/espnet/espnet_p_2_q_8.pth", map_location="cpu"), strict=False)
+    checkpoint = Checkpoint("espnet", {"p": 2, "q": 8}, cityscapes_classes(), ESPNET_CITYSCAPES, model.state_dict())
+    fp32 = export_onnx(checkpoint, tmp_path / "espnet.onnx", input_size=(512, 256)).output
+    preprocessing = read_metadata(fp32).preprocessing
+    frames = sorted((shared / "samples/cityscapes").glob("*.png"))
+    report = quantize_int8(
+        fp32,
+        load_calibration(shared / "samples/street", preprocessing),
+        tmp_path / "espnet.int8.onnx",
+        method="percentile",
+        holdout=[preprocessing.load(p) for p in frames],
+        show_progress=False,
+    )
+    assert len(report.pixel_agreement_per_image) == 2
+    assert report.pixel_agreement >= 0.97, report.to_dict()
+    assert report.int8_mac_share >= 0.80, report.to_dict()
