@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[host,dev,gstreamer]"
+	$(PY) -m pip install -q -e ".[host,dev,gstreamer,bench]"
 	touch $@
 
 # Debian packages: GStreamer with its introspection data (gst:// sources), what PyGObject builds against, and
@@ -45,6 +45,8 @@ $(TRT_STUBS): $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/edgekit models
+	# train briefly on synthetic scenes, export, FP16, accuracy, bundle for the Nano (engine: on the board)
+	$(VENV)/bin/edgekit build --target jetson-nano -o runs/bundles/demo-jetson-nano
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgekit tests

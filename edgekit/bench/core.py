@@ -21,9 +21,8 @@ import numpy as np
 
 from edgekit.backends.base import Backend, to_classmap
 from edgekit.bench.fingerprint import NOT_AVAILABLE, device_fingerprint, device_tier
-from edgekit.bench.macs import graph_stats
 from edgekit.bench.monitor import PowerMonitor, peak_rss_mb, reset_peak_rss
-from edgekit.bench.profile import profile_onnxruntime
+from edgekit.bench.profile import profile_onnxruntime, profile_tensorrt
 from edgekit.bench.timing import StopRule, TimingResult, latency_stats, time_until_stable
 from edgekit.classes import ClassSet
 from edgekit.errors import EdgekitError
@@ -31,6 +30,7 @@ from edgekit.metrics import confusion_matrix, mean_iou
 from edgekit.preprocess import Preprocessing, read_bgr
 
 if TYPE_CHECKING:
+    from edgekit.bench.macs import GraphStats
     from edgekit.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,15 @@ def _open(backend: str, workload: Workload, precision: str, batch: int, config: 
     raise EdgekitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
+def _graph_stats(path: Path) -> GraphStats:
+    try:
+        from edgekit.bench.macs import graph_stats
+    except ImportError as exc:
+        raise EdgekitError(f"edgekit bench counts MACs on the ONNX graph and needs {exc.name}: "
+                           "pip install 'edgekit[bench]'") from exc  # fmt: skip
+    return graph_stats(path)
+
+
 def _samples_kept(timing: TimingResult) -> list[float]:
     ms = np.asarray(timing.samples_s) * 1e3
     if ms.size > MAX_SAMPLES_KEPT:
@@ -346,7 +355,7 @@ class Bench:
         result = {**self._base(workload, batch, precision, backend_name), "backend_choice": why}
         reset_peak_rss()
         try:
-            graph = graph_stats(workload.onnx_for("fp32", batch))
+            graph = _graph_stats(workload.onnx_for("fp32", batch))
             backend = _open(backend_name, workload, precision, batch, self.config)
         except Skip as reason:
             return {**result, "status": "skipped", "reason": str(reason)}
@@ -372,9 +381,9 @@ class Bench:
                 accuracy=_accuracy(self.config, maps, references.get(key), precision),
                 graph={"params": graph.params, "macs_per_image": graph.macs, "gmacs_per_image": graph.gmacs},
                 gmacs_per_s=graph.gmacs * batch / p50_s,
-                memory=self._memory(backend, power),  # before the profile and pipeline, which allocate more
-                top_layers=self._profile(backend, workload, precision, batch, batch_input),
+                memory=self._memory(backend, power),  # before the pipeline and profile, which allocate more
                 pipeline=self._pipeline(backend, workload, batch, workdir),
+                top_layers=self._profile(backend, workload, precision, batch, batch_input),  # last: TRT keeps it
             )
         peak = self.peak.get(precision)
         result["peak_gmacs"] = peak if peak is not None else f"{NOT_AVAILABLE} (no --target or no peak for it)"
@@ -398,9 +407,8 @@ class Bench:
     ) -> list[dict[str, Any]] | str:
         if self.config.profile_runs <= 0:
             return f"{NOT_AVAILABLE} (profiling off)"
-        layer_profile = getattr(backend, "profile_layers", None)  # TensorRT backend: IProfiler
-        if layer_profile is not None:
-            return list(layer_profile(batch_input, runs=self.config.profile_runs))
+        if backend.name == "tensorrt":
+            return profile_tensorrt(backend, batch_input, runs=self.config.profile_runs)
         if backend.name == "onnxruntime":
             providers = backend.describe().get("requested_providers", ["CPUExecutionProvider"])
             path = workload.onnx_for(precision, batch)

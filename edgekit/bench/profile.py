@@ -1,7 +1,7 @@
 """Per-layer profiles summarised as the top layers by time, so a report shows where the milliseconds go.
 
 onnxruntime writes a Chrome-trace JSON when profiling is enabled (one ``<node>_kernel_time`` event per node
-execution); TensorRT's path reports through ``IProfiler`` (in the TensorRT backend) into the same shape.
+execution); TensorRT calls an ``IProfiler`` attached to the execution context with each (fused) layer's time.
 """
 
 from __future__ import annotations
@@ -64,3 +64,28 @@ def profile_onnxruntime(
     # The first run of each node includes allocation and kernel selection: not representative.
     steady = {key: values[1:] for key, values in timings.items() if len(values) > 1}
     return summarise_layers(steady, runs, top)
+
+
+def profile_tensorrt(backend: Any, batch: np.ndarray, runs: int = 10, top: int = 10) -> list[dict[str, Any]]:
+    """Per-layer times of a TensorRT backend through ``IProfiler``; the profiler stays attached, so call this last.
+
+    ``backend`` is edgekit's TensorRTBackend (its ``context`` is the IExecutionContext); its ``infer``
+    synchronises the stream, after which TensorRT has reported every layer of that execution.
+    """
+    import tensorrt as trt
+
+    timings: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+    class LayerTimes(trt.IProfiler):  # type: ignore[misc,unused-ignore]
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            timings[(layer_name, "TensorRT layer")].append(ms * 1e3)
+
+    backend.context.profiler = LayerTimes()
+    backend.infer(batch)  # the first profiled execution includes the profiler's own set-up
+    timings.clear()
+    for _ in range(runs):
+        backend.infer(batch)
+    return summarise_layers(timings, runs, top)
