@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 STAGES = ("capture", "preprocess", "inference", "postprocess", "output")
 _END = object()  # end-of-stream marker passed down the queues
 _POLL = 0.1  # seconds between checks of the abort flag while blocked on a queue
+_STALL_SLICE = 0.5  # seconds a source read waits before looking at the stop flag again
+_ABORT_GRACE = 2.0  # seconds stages get to notice an abort before the outputs are finalized without them
 
 
 class PipelineError(EdgekitError):
@@ -233,8 +235,20 @@ def run_pipeline(
     draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
 
     def read() -> Frame | None:
+        """The next frame; waits in short slices so a stop request is seen while a live source is silent."""
         began = time.perf_counter()
-        frame = source.read(timeout=stall_timeout)
+        while True:
+            remaining = stall_timeout - (time.perf_counter() - began)
+            try:
+                frame = source.read(timeout=max(min(_STALL_SLICE, remaining), 0.01))
+                break
+            except StallError:
+                if control.stop.is_set() or control.abort.is_set():
+                    return None
+                if time.perf_counter() - began >= stall_timeout:
+                    raise StallError(
+                        f"{source.uri} delivered no frame for {stall_timeout:.1f} s: the stream stalled"
+                    ) from None
         if frame is not None:
             latencies.add("capture", time.perf_counter() - began)
         return frame
@@ -325,9 +339,7 @@ def run_pipeline(
             ]
             for thread in threads:
                 thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(_POLL)
+            _wait(threads, control)
             if timing is not None and control.error is None and control.stopped_by == "end of stream":
                 timing.after = time_inference(backend, timing.tensor, timing.iterations)
     finally:
@@ -348,6 +360,20 @@ def run_pipeline(
             raise PipelineError(str(control.error), stats) from control.error
         raise control.error
     return stats
+
+
+def _wait(threads: list[threading.Thread], control: _Control) -> None:
+    """Join the stages; once aborted, give them a short grace and move on to finalizing the outputs even if one
+    is stuck in a driver call (the threads are daemons and end with the process)."""
+    deadline: float | None = None
+    while any(thread.is_alive() for thread in threads):
+        if control.abort.is_set():
+            deadline = deadline or time.monotonic() + _ABORT_GRACE
+            if time.monotonic() > deadline:
+                stuck = ", ".join(t.name for t in threads if t.is_alive())
+                log.warning("%s still blocked after the abort; finalizing the outputs without waiting", stuck)
+                return
+        time.sleep(_POLL)
 
 
 def _first_frame(

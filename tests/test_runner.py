@@ -197,3 +197,23 @@ def test_demo_without_a_bundle_says_how_to_get_one(tmp_path: Path) -> None:
     process = edgekit("demo", cwd=tmp_path)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2 and "make demo" in stderr
+
+
+@needs_gstreamer
+def test_sigterm_while_the_stream_is_silent_stops_promptly(tiny_bundle: Path, tmp_path: Path) -> None:
+    silent = f"{LIVE_PATTERN.format(fps=30)} ! identity sleep-time=60000000"  # one frame a minute
+    process = edgekit(
+        "run", "--bundle", str(tiny_bundle), "--source", silent, "--stall-timeout", "60",
+        "--stats", str(tmp_path / "stats.json"),
+    )  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "running" in line:
+            break
+    time.sleep(1.0)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert time.monotonic() - signalled < 5
+    assert process.returncode == 128 + signal.SIGTERM
+    assert json.loads((tmp_path / "stats.json").read_text())["stopped_by"] == "interrupted (SIGTERM)"

@@ -126,8 +126,12 @@ class Source(abc.ABC):
     def _release(self) -> None:  # noqa: B027 - sources without handles need nothing
         """Close the underlying handle (called after the grabber has stopped)."""
 
-    def _interrupt(self) -> None:  # noqa: B027 - most reads return within a frame period anyway
-        """Unblock a grabber waiting in ``_read`` (GStreamer: stop the pipeline)."""
+    def _interrupt(self) -> bool:
+        """Unblock a grabber waiting in ``_read`` (GStreamer: stop the pipeline); False when that failed.
+
+        Most reads return within a frame period anyway, so by default there is nothing to do.
+        """
+        return True
 
     def _start(self) -> None:
         """Begin grabbing in the background when live; the first ``read`` then returns the newest frame."""
@@ -165,8 +169,8 @@ class Source(abc.ABC):
         if self._closed:
             return
         self._closed = True
-        self._interrupt()
-        if self._latest is not None and not self._latest.stop():
+        interrupted = self._interrupt()
+        if self._latest is not None and not self._latest.stop(join_timeout=2.0 if interrupted else 0.0):
             log.warning("source %s: the grabber is blocked in a read; leaving it to end with the process", self.uri)
             return
         self._release()

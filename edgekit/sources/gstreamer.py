@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import importlib.util
 import logging
+import threading
 from typing import Any
 
 import cv2
@@ -23,6 +24,7 @@ from edgekit.sources.base import Source, StallError
 log = logging.getLogger(__name__)
 
 SINK_NAME = "edgekit_sink"
+STOP_TIMEOUT = 2.0  # seconds to wait for a pipeline to reach NULL when closing
 BGR_TAIL = f"videoconvert ! video/x-raw,format=BGR ! appsink name={SINK_NAME}"
 TO_BGR = {
     "BGR": None,
@@ -195,9 +197,19 @@ class GStreamerSource(Source):
         kind = "live" if self.live else "prerolled, never drops"
         return f"{self.uri} ({kind}; {how})"
 
-    def _interrupt(self) -> None:
-        if self.engine == "pygobject":
-            self.pipeline.set_state(self.Gst.State.NULL)
+    def _interrupt(self) -> bool:
+        """Stop the pipeline; an element blocked in its own work (a dead camera, a sleeping identity) can hold
+        set_state(NULL) for as long as it likes, so that wait is bounded and then left to the process exit."""
+        if self.engine != "pygobject":
+            return True
+        stopper = threading.Thread(target=self.pipeline.set_state, args=(self.Gst.State.NULL,), daemon=True)
+        stopper.start()
+        stopper.join(STOP_TIMEOUT)
+        if stopper.is_alive():
+            log.warning("GStreamer pipeline %s did not stop within %.0f s; leaving it to the process exit", self.uri,
+                        STOP_TIMEOUT)  # fmt: skip
+            return False
+        return True
 
     def _release(self) -> None:
         if self.engine == "opencv":
