@@ -47,6 +47,8 @@ demo: $(STAMP)
 	$(VENV)/bin/edgekit models
 	# train briefly on synthetic scenes, export, FP16, accuracy, bundle for the Nano (engine: on the board)
 	$(VENV)/bin/edgekit build --target jetson-nano -o runs/bundles/demo-jetson-nano
+	# run it as the board would, on a street sample: overlay video and run stats in runs/demo/
+	$(VENV)/bin/edgekit demo --bundle runs/bundles/demo-jetson-nano --out-dir runs/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgekit tests
