@@ -229,7 +229,7 @@ def run_pipeline(
         source=source.describe(),
         backend={**backend.describe(), "chosen_because": backend.chosen_because},
     )
-    stats.backend["sinks"] = [sink.describe() for sink in sinks]
+    stats.sinks = [sink.describe() for sink in sinks]
     queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=max(queue_size, 1)) for _ in STAGES[1:]]
     times: dict[str, float] = {}
     draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
@@ -263,6 +263,7 @@ def run_pipeline(
             if max_frames is not None and stats.frames_in >= max_frames:
                 break
             frame = read()
+        times["dropped"] = source.dropped  # the grabber keeps replacing frames until the source is closed
         control.put(queues[0], _END)
 
     def preprocess(item: _Item) -> None:
@@ -323,7 +324,7 @@ def run_pipeline(
 
     stages = [("preprocess", preprocess), ("inference", infer), ("postprocess", postprocess), ("output", output)]
     progress_bar = _progress(source, enabled=progress)
-    log.info("running %s -> %s on %s", stats.source, ", ".join(stats.backend["sinks"]), backend.name)
+    log.info("running %s -> %s on %s", stats.source, ", ".join(stats.sinks), backend.name)
     started = time.perf_counter()
     timing: _InferenceOnly | None = None
     try:
@@ -425,7 +426,7 @@ def _finish(
 ) -> None:
     stats.stopped_by = control.stopped_by
     stats.error = None if control.error is None else f"{control.error.__class__.__name__}: {control.error}"
-    stats.frames_dropped = source.dropped
+    stats.frames_dropped = int(times.get("dropped", source.dropped))
     stats.frames_skipped = len(source.skipped)
     stats.skipped = list(source.skipped)
     stats.duration_s = round(times.get("last_out", time.perf_counter()) - times.get("first_in", started), 4)

@@ -82,7 +82,8 @@ class RunStats:
     """What one run of the pipeline did; ``to_json`` is the file ``--stats`` writes."""
 
     source: str
-    backend: dict[str, Any]
+    backend: dict[str, Any]  # backend.describe() and why it was chosen
+    sinks: list[str] = field(default_factory=list)
     frames_in: int = 0  # frames taken from the source into the pipeline
     frames_out: int = 0  # frames that reached every sink
     frames_dropped: int = 0  # stale live frames replaced by newer ones before the pipeline took them
@@ -90,7 +91,9 @@ class RunStats:
     skipped: list[str] = field(default_factory=list)  # what was skipped and why
     duration_s: float = 0.0  # wall time from the first frame taken to the last frame written
     fps: float = 0.0  # steady-state end-to-end throughput: (frames_out - 1) / (last output - first output)
-    latency: dict[str, dict[str, float | int | None]] = field(default_factory=dict)  # end_to_end and per stage
+    # end_to_end (capture to written) and per stage; "capture" is the wait for the next frame (for a live source,
+    # the time until a newer one arrives), the others are the stage's own work
+    latency: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     inference_only: dict[str, Any] | None = None  # backend.infer alone, same input, same run
     fps_vs_inference_only: float | None = None  # fps / inference_only fps: how well the pipeline hides the rest
     stopped_by: str = "end of stream"
