@@ -232,6 +232,9 @@ class TensorRTBackend(Backend):
         check_engine_compatibility(self.engine_path, built_for, trt.__version__, self.gpu_name, self.compute_capability)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
+        dla_core = (built_for or {}).get("dla_core")
+        if dla_core is not None:  # a DLA engine deserializes onto the core it was built for
+            self.runtime.DLA_core = int(dla_core)
         self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
             raise EdgekitError(
