@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgekit.backends.torch_backend import TorchBackend, authors_timing_loop
-from edgekit.bench.core import SCHEMA, load_results, write_results
+from edgekit.bench.core import SCHEMA, Bench, BenchConfig, load_results, write_results
 from edgekit.bench.fingerprint import FIELDS, NOT_AVAILABLE, device_fingerprint
 from edgekit.bench.macs import graph_stats
 from edgekit.bench.monitor import PowerMonitor, parse_tegrastats_power_w, peak_rss_mb, reset_peak_rss
@@ -214,3 +214,16 @@ def test_cli_bench_writes_results(int8_bundle: Path, tmp_path: Path) -> None:
     (result,) = load_results(output)["results"]
     assert result["status"] == "ok" and result["pipeline"]["status"] == NOT_AVAILABLE
     assert "profiling off" in result["top_layers"]
+
+
+def test_bench_torch_backend_with_the_authors_baseline_in_the_same_run(tmp_path: Path) -> None:
+    config = BenchConfig(
+        models=["espnet-c"], sizes=[(64, 32)], precisions=["fp32", "fp16"], backend="torch", device="cpu",
+        rule=StopRule(warmup=1, min_runs=5, budget_s=0.5), pipeline_frames=0, workdir=tmp_path, baseline_iterations=6,
+    )  # fmt: skip
+    fp32, naive, fp16 = Bench(config).run()["results"]
+    assert fp32["status"] == "ok" and fp32["backend_info"]["channels_last"]
+    assert fp32["graph"]["macs_per_image"] == measure(build_model("espnet-c"), (64, 32)).macs
+    assert fp32["device_resident"]["status"] == "ok" and fp32["device_resident"]["fps"] > 0
+    assert naive["backend"] == "torch-naive" and naive["latency_ms"]["count"] == 5  # the first run is discarded
+    assert fp16["status"] == "skipped" and "CUDA" in fp16["reason"]

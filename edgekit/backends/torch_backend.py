@@ -76,6 +76,7 @@ class TorchBackend(Backend):
         if channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.half() if self._tensor_dtype == torch.float16 else model
+        self.capturing = cuda_graphs
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_input: torch.Tensor | None = None
         self._static_output: torch.Tensor | None = None
@@ -85,7 +86,10 @@ class TorchBackend(Backend):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             if self.precision == "fp16" and self.half_mode == "autocast":
-                with torch.autocast(device_type=self.device.type, dtype=torch.float16):
+                # Autocast's weight-cast cache must be off while a CUDA graph is captured (PyTorch CUDA graphs docs).
+                with torch.autocast(
+                    device_type=self.device.type, dtype=torch.float16, cache_enabled=not self.capturing
+                ):
                     return self.model(x)
             return self.model(x)
 

@@ -90,6 +90,7 @@ def detail_columns(row: Row) -> list[str]:
         _num(latency["std_ms"], 2),
         _num(r["fps_inference"]),
         _num(pipeline.get("fps")) if isinstance(pipeline, dict) else "–",
+        _num(r.get("device_resident", {}).get("fps")),
         _num(r.get("gmacs_per_s")),
         _num(r["fraction_of_peak"] * 100, 1) + "%" if isinstance(r.get("fraction_of_peak"), float) else "–",
         _num(r.get("memory", {}).get("peak_rss_mb"), 0),
@@ -101,7 +102,8 @@ def detail_columns(row: Row) -> list[str]:
 
 DETAIL_HEADER = [
     "device", "combination", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "FPS (inference)",
-    "FPS (pipeline)", "GMAC/s", "of peak", "peak RSS MB", "mJ/frame", "agreement vs FP32", "stable",
+    "FPS (pipeline)", "FPS (device-resident)", "GMAC/s", "of peak", "peak RSS MB", "mJ/frame", "agreement vs FP32",
+    "stable",
 ]  # fmt: skip
 LAYER_HEADER = ["layer", "op", "mean ms", "share of time"]
 
