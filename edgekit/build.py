@@ -367,24 +367,33 @@ def _manifest(
     }
 
 
-def compile_readiness(target: Target) -> tuple[bool, str]:
-    """(can build the target's engine here, why or why not)."""
+@dataclass(frozen=True)
+class Readiness:
+    """Whether this machine can build the target's engine, and why (``other_gpu``: only the GPU differs)."""
+
+    ready: bool
+    why: str
+    other_gpu: bool = False
+
+
+def compile_readiness(target: Target) -> Readiness:
     if target.backend != "tensorrt":
-        return False, f"{target.name} runs onnxruntime; no TensorRT engine is needed"
+        return Readiness(False, f"{target.name} runs onnxruntime; no TensorRT engine is needed")
     from edgekit.backends.tensorrt import tensorrt_unavailable_reason
     from edgekit.backends.tensorrt_build import current_gpu
 
     reason = tensorrt_unavailable_reason()
     if reason:
-        return False, f"no engine built here: {reason}"
+        return Readiness(False, f"no engine built here: {reason}")
     gpu, capability = current_gpu()
     wanted = ".".join(map(str, target.compute_capability or ()))
     if capability != wanted:
-        return False, (
+        why = (
             f"no engine built here: this GPU is {gpu} (compute {capability}) but {target.name} is compute {wanted}, "
             "and an engine only runs on the GPU architecture it was built on"
         )
-    return True, f"TensorRT and a compute {capability} GPU ({gpu}) are present"
+        return Readiness(False, why, other_gpu=True)
+    return Readiness(True, f"TensorRT and a compute {capability} GPU ({gpu}) are present")
 
 
 def board_command(output: Path) -> str:
@@ -395,8 +404,9 @@ def board_command(output: Path) -> str:
 def _maybe_compile(
     options: BuildOptions, target: Target, root: Path, output: Path, manifest: dict[str, Any], console: Console
 ) -> tuple[dict[str, Any] | None, str]:
-    ready, why = compile_readiness(target) if options.compile else (False, "no engine built: --no-compile")
-    if not ready:
+    readiness = compile_readiness(target) if options.compile else Readiness(False, "no engine built: --no-compile")
+    why = readiness.why
+    if not readiness.ready:
         if target.backend != "tensorrt":
             return None, why
         return None, (
@@ -450,9 +460,11 @@ def compile_bundle(
         raise EdgekitError(f"{bundle_dir} was not made by `edgekit build` (no target profile); rebuild it")
     # the profile recorded at build time: the board needs no copy of targets/
     target = parse_target(dict(bundle.manifest["target_profile"]), Path(f"{bundle.manifest['target']}.yaml"))
-    ready, why = compile_readiness(target)
-    if not ready and not (any_gpu and "compute" in why):
-        raise EdgekitError(f"{why}; pass --any-gpu to build for this GPU anyway" if "compute" in why else why)
+    readiness = compile_readiness(target)
+    if readiness.other_gpu and not any_gpu:
+        raise EdgekitError(f"{readiness.why}; pass --any-gpu to build for this GPU anyway")
+    if not readiness.ready and not readiness.other_gpu:
+        raise EdgekitError(readiness.why)
     with BundleWriter(bundle.root) as writer:
         for relative in bundle.manifest["files"]:
             shutil.copy2(bundle.root / relative, writer.path(relative))
