@@ -179,13 +179,14 @@ class ESPNetEncoder(nn.Module):
 class ESPNetC(ESPNetEncoder):
     """ESPNet-C as a zoo model: the encoder's 1/8 logits bilinearly upsampled to the input size.
 
-    The official demo (``VisualizeResults.py``, model type 2) upsamples the same way; keeping the weights'
+    The official demo (``VisualizeResults.py``, model type 2) upsamples the same way, with ``nn.Upsample`` on
+    PyTorch 0.3, whose bilinear mode aligned corners (the default changed in 0.4); keeping the weights'
     keys at the top level lets the released ``pretrained/encoder`` checkpoints load unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = super().forward(x)
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
 
 
 class ESPNet(nn.Module):
