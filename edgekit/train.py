@@ -597,8 +597,8 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
                     f"pixel acc {report.pixel_accuracy:.4f}  ({record['elapsed_s']:.0f} s)"
                 )
                 if report.miou > state["best_miou"]:
-                    state["best_miou"] = report.miou
                     _checkpoint(model, config, classes, model_kwargs, preprocessing, meta).save(best_path)
+            state["best_miou"] = max(state["best_miou"], report.miou)  # every rank: the confusion is all-reduced
             save_last(meta)
     except KeyboardInterrupt:
         interrupted = True

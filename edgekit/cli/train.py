@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,5 +81,6 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     result = train(config)
-    console.print(f"best validation mIoU {result.best_miou:.4f}: {result.best}  (last: {result.last})")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        console.print(f"best validation mIoU {result.best_miou:.4f}: {result.best}  (last: {result.last})")
     return 0

@@ -20,10 +20,13 @@ import numpy as np
 from edgekit.errors import EdgekitError
 
 # Cityscapes train ids (cityscapesscripts' label table); only the ones the generator draws.
-ROAD, SIDEWALK, BUILDING, POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN = 0, 1, 2, 5, 6, 7
+ROAD, SIDEWALK, BUILDING, POLE, TRAFFIC_SIGN = 0, 1, 2, 5, 7
 VEGETATION, TERRAIN, SKY, PERSON, CAR = 8, 9, 10, 11, 13
 IGNORE = 255
-DRAWN_TRAIN_IDS = (ROAD, SIDEWALK, BUILDING, POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR)
+DRAWN_TRAIN_IDS = (ROAD, SIDEWALK, BUILDING, POLE, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR)
+# Typical facade and car paints (BGR): class colours stay plausible, so colour is a cue as in real streets.
+FACADES = ((170, 190, 210), (120, 130, 140), (60, 80, 150), (200, 210, 220), (150, 150, 150), (110, 140, 190))
+PAINTS = ((240, 240, 240), (30, 30, 30), (150, 150, 155), (40, 40, 170), (150, 80, 30), (190, 190, 195))
 
 CAMERA_HEIGHT = 1.5  # metres above the road
 NEAR, FAR = 1.2, 250.0  # metres: what the camera draws
@@ -124,7 +127,7 @@ def _sample_world(rng: np.random.Generator, length: float) -> _World:
     colours = {
         "road": _jitter(rng, (grey, grey, grey + 4), 8),
         "sidewalk": _jitter(rng, (150, 155, 160), 25),
-        "terrain": _jitter(rng, (70, 150, 120), 25),
+        "terrain": _jitter(rng, (80, 165, 175), 20),  # dry grass: khaki, unlike the dark green of trees
         "kerb": _jitter(rng, (190, 190, 195), 15),
     }
     overcast = rng.random() < 0.35
@@ -173,7 +176,7 @@ def _add_facades(rng: np.random.Generator, world: _World, length: float) -> None
 
 
 def _facade(rng: np.random.Generator, x: float, side: float, span: float, height: float) -> Drawer:
-    wall = _random_colour(rng, 60, 200)
+    wall = _jitter(rng, FACADES[int(rng.integers(0, len(FACADES)))], 25)
     window = _jitter(rng, (90, 70, 60), 30)
     floors = max(2, int(height / 3.2))
     columns = max(2, int(span / 3.0))
@@ -232,8 +235,8 @@ def _tree(rng: np.random.Generator, x: float, height: float) -> Drawer:
 
 
 def _pole(rng: np.random.Generator, x: float, side: float) -> Drawer:
-    """A post with a traffic sign, a traffic light or a street lamp's arm."""
-    kind = rng.choice(["sign", "light", "lamp"], p=[0.5, 0.25, 0.25])
+    """A post with a traffic sign or a street lamp's arm (sized so that a 512x256 network can resolve them)."""
+    kind = "sign" if rng.random() < 0.6 else "lamp"
     height = float(rng.uniform(3.0, 4.0) if kind != "lamp" else rng.uniform(6.0, 8.0))
     metal = _jitter(rng, (110, 110, 115), 25)
     sign_colour = [(200, 90, 20), (30, 30, 200), (240, 240, 240), (20, 190, 230)][int(rng.integers(0, 4))]
@@ -242,18 +245,13 @@ def _pole(rng: np.random.Generator, x: float, side: float) -> Drawer:
     def draw(canvas: _Canvas, z: float) -> None:
         if z <= NEAR + 0.5:
             return
-        canvas.box(x - 0.08, x + 0.08, 0, height, z, metal, POLE)
+        canvas.box(x - 0.14, x + 0.14, 0, height, z, metal, POLE)
         if kind == "sign":
             if round_sign:
-                canvas.disc(x, height - 0.35, z, 0.35, (230, 230, 230), TRAFFIC_SIGN)
-                canvas.disc(x, height - 0.35, z, 0.28, sign_colour, TRAFFIC_SIGN)
+                canvas.disc(x, height - 0.5, z, 0.5, (230, 230, 230), TRAFFIC_SIGN)
+                canvas.disc(x, height - 0.5, z, 0.4, sign_colour, TRAFFIC_SIGN)
             else:
-                canvas.box(x - 0.35, x + 0.35, height - 0.7, height, z, sign_colour, TRAFFIC_SIGN)
-        elif kind == "light":
-            canvas.box(x - 0.18, x + 0.18, height - 0.9, height + 0.1, z, (30, 30, 30), TRAFFIC_LIGHT)
-            on = int((z * 7) % 3)
-            for i, colour in enumerate(((40, 40, 230), (40, 200, 240), (60, 220, 60))):
-                canvas.disc(x, height - 0.15 - 0.3 * i, z, 0.1, colour if i == on else (50, 50, 50), TRAFFIC_LIGHT)
+                canvas.box(x - 0.5, x + 0.5, height - 1.0, height, z, sign_colour, TRAFFIC_SIGN)
         else:
             arm = -side * 1.6
             canvas.box(min(x, x + arm), max(x, x + arm), height - 0.1, height + 0.05, z, metal, POLE)
@@ -269,7 +267,7 @@ def _add_furniture(rng: np.random.Generator, world: _World, length: float) -> No
             world.things.append(_Thing(float(z), _pole(rng, kerb_x, side)))
         for z in rng.uniform(0, length + 80, int(rng.integers(0, 6) + length / 30)):
             world.things.append(_Thing(float(z), _tree(rng, back_x, float(rng.uniform(5.0, 9.0)))))
-        for z in rng.uniform(0, length + 60, int(rng.integers(0, 6) + length / 20)):
+        for z in rng.uniform(0, length + 50, int(rng.integers(2, 8) + length / 15)):
             x = side * (world.road_half_width + float(rng.uniform(0.8, world.sidewalk_width - 0.3)))
             world.things.append(_Thing(float(z), _person(rng, x, float(rng.uniform(1.2, 1.95)))))
 
@@ -286,16 +284,16 @@ def _person(rng: np.random.Generator, x: float, height: float) -> Drawer:
         canvas.world_poly([(x - 0.12, 0, z), (x - 0.02, 0.5 * h, z), (x - 0.2 + stride, 0, z)], trousers, PERSON)
         canvas.world_poly([(x + 0.12, 0, z), (x + 0.02, 0.5 * h, z), (x + 0.2 - stride, 0, z)], trousers, PERSON)
         canvas.box(x - 0.1, x + 0.1, 0, 0.5 * h, z, trousers, PERSON)
-        canvas.box(x - 0.2, x + 0.2, 0.48 * h, 0.83 * h, z, shirt, PERSON)
-        canvas.box(x - 0.27, x - 0.19, 0.45 * h, 0.82 * h, z, shirt, PERSON)
-        canvas.box(x + 0.19, x + 0.27, 0.45 * h, 0.82 * h, z, shirt, PERSON)
+        canvas.box(x - 0.24, x + 0.24, 0.48 * h, 0.83 * h, z, shirt, PERSON)
+        canvas.box(x - 0.32, x - 0.24, 0.45 * h, 0.82 * h, z, shirt, PERSON)
+        canvas.box(x + 0.24, x + 0.32, 0.45 * h, 0.82 * h, z, shirt, PERSON)
         canvas.disc(x, 0.91 * h, z, 0.1 * h, skin, PERSON)
 
     return draw
 
 
 def _car(rng: np.random.Generator, x: float, oncoming: bool) -> Drawer:
-    paint = _random_colour(rng)
+    paint = _jitter(rng, PAINTS[int(rng.integers(0, len(PAINTS)))], 20)
     length, half_w, height = float(rng.uniform(3.8, 5.0)), float(rng.uniform(0.8, 0.95)), float(rng.uniform(1.35, 1.6))
     body_h = height * 0.58
 
