@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +108,14 @@ def test_compile_here_says_what_is_missing(nano_bundle: tuple[Path, str], capsys
         pytest.skip("TensorRT is installed here; tests/test_tensorrt_build.py builds real engines")
     assert main(["compile", "--bundle", str(nano_bundle[0])]) == 2
     assert "tensorrt does not import" in capsys.readouterr().err
+
+
+def test_compile_path_never_imports_torch(nano_bundle: tuple[Path, str]) -> None:
+    """The board runs `edgekit compile` with the base install: no torch, no onnx tooling."""
+    code = (
+        "import sys\nfrom edgekit.cli import main\n"
+        f"main(['compile', '--bundle', {str(nano_bundle[0])!r}])\n"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxsim') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
