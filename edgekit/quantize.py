@@ -252,14 +252,22 @@ def quantize_int8(
             excluded.add(index)
             enabled.discard(index)
             current = agreement(enabled)
-    met = max_drop is None or current >= 1.0 - max_drop
-    if not met:
-        notes.append(f"agreement {current:.2%} stays below the budget even with every conv in float")
 
     lap("mixed precision")
-    # 4. The real Q/DQ model, measured as onnxruntime runs it.
-    excluded_names = {layers[i].name for i in excluded}
-    qdq = build_qdq(folded, {layer.input: amax[layer.input] for layer in layers}, excluded_names)
+    # 4. The real Q/DQ model, measured as onnxruntime runs it. The simulation matches it to a few pixels in
+    # 10^4; should the real model still miss the budget, the next layers in the order go back to float too.
+    remaining = [i for i in order if i not in excluded]
+    while True:
+        excluded_names = {layers[i].name for i in excluded}
+        qdq = build_qdq(folded, {layer.input: amax[layer.input] for layer in layers}, excluded_names)
+        session = ort_session(qdq.SerializeToString())
+        predictions = [session.run(None, {input_name: x})[0].argmax(1) for x in holdout_inputs]
+        per_image = [float((p == r).mean()) for p, r in zip(predictions, reference_maps, strict=True)]
+        if max_drop is None or min(per_image) >= 1.0 - max_drop or not remaining:
+            break
+        excluded.add(remaining.pop(0))
+    if max_drop is not None and min(per_image) < 1.0 - max_drop:
+        notes.append(f"agreement {min(per_image):.2%} stays below the budget even with every conv in float")
     del qdq.metadata_props[:]
     qdq.metadata_props.extend(model.metadata_props)
     onnx.checker.check_model(qdq)
@@ -267,9 +275,6 @@ def quantize_int8(
     onnx.save(qdq, str(output))
     int8_names = int8_weight_layers(qdq)
     int8_macs = sum(layer.macs for layer in layers if layer.name in int8_names)
-    session = ort_session(output)
-    predictions = [session.run(None, {input_name: x})[0].argmax(1) for x in holdout_inputs]
-    per_image = [float((p == r).mean()) for p, r in zip(predictions, reference_maps, strict=True)]
     miou = float(np.mean([mean_iou(p, r) for p, r in zip(predictions, reference_maps, strict=True)]))
     miou_fp32_labels = miou_int8_labels = None
     if holdout_labels is not None:
@@ -305,7 +310,7 @@ def quantize_int8(
         excluded=[s for s in by_sensitivity if s.name in excluded_names],
         sensitivity=by_sensitivity,
         max_drop=max_drop,
-        met_budget=met and (max_drop is None or min(per_image) >= 1.0 - max_drop),
+        met_budget=max_drop is None or min(per_image) >= 1.0 - max_drop,
         folding=fold_report.to_dict(),
         calibration_cache=cache_path,
         trt_version=trt_version,
