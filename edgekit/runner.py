@@ -261,6 +261,7 @@ def run_pipeline(
             if not control.put(queues[0], _Item(frame)):
                 return
             if max_frames is not None and stats.frames_in >= max_frames:
+                control.stopped_by = f"max_frames ({max_frames}) reached"
                 break
             frame = read()
         times["dropped"] = source.dropped  # the grabber keeps replacing frames until the source is closed
@@ -271,17 +272,14 @@ def run_pipeline(
 
     def infer(item: _Item) -> None:
         assert item.tensor is not None
-        began = time.perf_counter()
         item.output = backend.infer(item.tensor)
-        latencies.add("inference", time.perf_counter() - began)
 
     def postprocess(item: _Item) -> None:
         assert item.output is not None
-        if not draw:
-            classmap = to_classmap(item.output, backend.output_kind)[0]
-            item.result = OutputFrame(item.frame.image, item.frame, classmap, rate.fps(), rate.latency_ms())
-            return
-        image, classmap = render(item.frame, item.output, backend, classes, alpha, legend)
+        if draw:
+            image, classmap = render(item.frame, item.output, backend, classes, alpha, legend)
+        else:
+            image, classmap = item.frame.image, to_classmap(item.output, backend.output_kind)[0]
         item.result = OutputFrame(image, item.frame, classmap, rate.fps(), rate.latency_ms())
 
     def output(item: _Item) -> None:
@@ -306,8 +304,7 @@ def run_pipeline(
         while (item := control.get(inbox)) is not _END:
             began = time.perf_counter()
             work(item)
-            if name != "inference":  # inference records its own time, excluding the one-off timing run
-                latencies.add(name, time.perf_counter() - began)
+            latencies.add(name, time.perf_counter() - began)
             if outbox is not None and not control.put(outbox, item):
                 return
         if outbox is not None:
@@ -341,7 +338,7 @@ def run_pipeline(
             for thread in threads:
                 thread.start()
             _wait(threads, control)
-            if timing is not None and control.error is None and control.stopped_by == "end of stream":
+            if timing is not None and control.error is None and not control.stop.is_set():
                 timing.after = time_inference(backend, timing.tensor, timing.iterations)
     finally:
         control.abort.set()

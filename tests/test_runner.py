@@ -97,7 +97,7 @@ def test_live_source_faster_than_the_model_drops_stale_frames(tiny_bundle: Path)
         bundle.classes,
         max_frames=15,
     )
-    assert stats.frames_in == 15 and stats.frames_out == 15
+    assert stats.frames_in == 15 and stats.frames_out == 15 and stats.stopped_by == "max_frames (15) reached"
     assert stats.frames_dropped > 0
     assert stats.latency["end_to_end"]["p50_ms"] is not None
 
