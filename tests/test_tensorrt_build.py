@@ -29,16 +29,17 @@ def test_release_parsing_and_gates() -> None:
     assert parse_release("8.2.1.8") == (8, 2) and parse_release("10.3.0") == (10, 3) and parse_release("11") == (11, 0)
     assert has((8, 2), "IBuilderConfig.max_workspace_size") and not has((8, 2), "IBuilderConfig.set_memory_pool_limit")
     assert has((10, 3), "IBuilderConfig.set_memory_pool_limit", "MemoryPoolType.WORKSPACE")
-    assert has((8, 5), "IInt8EntropyCalibrator2") and not has((10, 3), "IInt8EntropyCalibrator2")
+    assert has((8, 2), "IInt8EntropyCalibrator2") and not has((8, 5), "IInt8EntropyCalibrator2")
     assert has((10, 13), "BuilderFlag.FP16") and not has((11, 1), "BuilderFlag.FP16")
     assert has((11, 1), "NetworkDefinitionCreationFlag.STRONGLY_TYPED")
 
 
 def test_onnx_variant_per_release() -> None:
-    # 8.x: FP32 ONNX + builder flags (+ calibration cache for INT8)
+    # 8.0-8.4: FP32 ONNX + builder flags (+ calibration cache for INT8)
     assert onnx_for((8, 2), "fp16", VARIANTS) == ("model.fp32.onnx", False)
-    assert onnx_for((8, 5), "int8", VARIANTS) == ("model.fp32.onnx", False)
-    # 10.x: INT8 through the Q/DQ ONNX (explicit quantization)
+    assert onnx_for((8, 4), "int8", VARIANTS) == ("model.fp32.onnx", False)
+    # 8.5-10.x: INT8 through the Q/DQ ONNX (explicit quantization), precision flags still set
+    assert onnx_for((8, 5), "int8", VARIANTS) == ("model.int8.qdq.onnx", False)
     assert onnx_for((10, 3), "int8", VARIANTS) == ("model.int8.qdq.onnx", False)
     assert onnx_for((10, 3), "fp16", VARIANTS) == ("model.fp32.onnx", False)
     # 11.x: strongly typed, the ONNX carries the precision

@@ -6,10 +6,10 @@ names that exist only in some releases, and every use of such a name sits behind
 per-release binding dump in ``shared/reference/tensorrt-api-by-version.json``, so the table cannot drift.
 
 Precision per release (see shared/reference/tensorrt-api.md §4-5):
-- 8.x: FP16/INT8 builder flags; INT8 from the FP32 ONNX plus the bundle's calibration cache, handed to TensorRT
-  by a calibrator that only reads the cache (so no calibration images or CUDA buffers are needed on the board).
-- 10.x: FP16 flag; INT8 from the Q/DQ ONNX with INT8+FP16 flags (explicit quantization; calibrators are
-  deprecated from 10.1).
+- 8.0-8.4: FP16/INT8 builder flags; INT8 from the FP32 ONNX plus the bundle's calibration cache, handed to
+  TensorRT by a calibrator that only reads the cache (no calibration images or CUDA buffers on the board).
+- 8.5-10.x: FP16 flag; INT8 from the Q/DQ ONNX with INT8+FP16 flags (explicit quantization): it carries the
+  layers the host build measured and chose for INT8, where a cache would put every layer with a scale in INT8.
 - 11.x: strongly typed networks only: the precision comes from the ONNX (FP16 ONNX, Q/DQ ONNX), no flags.
 Imports tensorrt lazily: this module loads (and is type-checked) where TensorRT is absent.
 """
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 Release = tuple[int, int]
+EXPLICIT_INT8: Release = (8, 5)  # from here INT8 engines come from the Q/DQ ONNX
 
 # TensorRT names this module uses only in some releases: (first release using it, first release not using it).
 # A range may be narrower than the name's availability (EXPLICIT_BATCH exists until 11.0 but is ignored from 10.0).
@@ -42,8 +43,8 @@ GATED: dict[str, tuple[Release | None, Release | None]] = {
     "BuilderFlag.FP16": (None, (11, 0)),
     "BuilderFlag.INT8": (None, (11, 0)),
     "Builder.platform_has_fast_int8": (None, (11, 0)),
-    "IInt8EntropyCalibrator2": (None, (10, 0)),
-    "IBuilderConfig.int8_calibrator": (None, (10, 0)),
+    "IInt8EntropyCalibrator2": (None, EXPLICIT_INT8),
+    "IBuilderConfig.int8_calibrator": (None, EXPLICIT_INT8),
 }
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
@@ -127,9 +128,11 @@ def onnx_for(release: Release, precision: str, variants: dict[str, str]) -> tupl
                 f"{precision}`"
             )
         return variants[wanted], True
-    if precision == "int8" and release >= (10, 0):
+    if precision == "int8" and release >= EXPLICIT_INT8:
         if "int8" not in variants:
-            raise EdgekitError("INT8 on TensorRT 10 uses the Q/DQ ONNX, which this bundle lacks; rebuild the bundle")
+            raise EdgekitError(
+                f"INT8 on TensorRT {release[0]}.{release[1]} uses the Q/DQ ONNX, which this bundle lacks; rebuild it"
+            )
         return variants["int8"], False
     return variants["fp32"], False
 
@@ -215,7 +218,7 @@ def _set_precision(
     config.set_flag(trt.BuilderFlag.INT8)
     if has(release, "IBuilderConfig.int8_calibrator"):
         if request.calibration_cache is None:
-            raise EdgekitError("INT8 on TensorRT 8.x needs the bundle's calibration cache, which is missing")
+            raise EdgekitError("INT8 before TensorRT 8.5 needs the bundle's calibration cache, which is missing")
         log(f"INT8 scales from {request.calibration_cache.name} (no calibration pass on the device)")
         config.int8_calibrator = _cache_calibrator(request.calibration_cache.read_bytes(), release)
 
