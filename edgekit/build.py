@@ -524,6 +524,16 @@ def render_report(report: dict[str, Any]) -> str:
     for precision, values in accuracy.get("variants", {}).items():
         file = report["artifacts"]["onnx"][precision]
         lines.append(f"| {precision} | `{file}` | {values['miou']:.4f} | {values['agreement_with_fp32']:.2%} |")
+    int8 = report["metrics"].get("int8")
+    if int8:
+        budget = "met" if int8["met_budget"] else "NOT met (details: metrics.int8 in report.json)"
+        lines += [
+            "",
+            f"INT8 ({int8['method']}, {int8['calibration_images']} images of `{int8['calibration_set']}`): "
+            f"{int8['int8_layers']}/{int8['conv_layers']} convolutions in INT8, hold-out pixel agreement with FP32 "
+            f"{int8['pixel_agreement']:.2%}; budget of {int8['max_drop']} changed pixels {budget}. "
+            f"Calibration cache: `{report['artifacts']['calibration_cache']}` (TensorRT {int8['trt_version']} header).",
+        ]
     source = report["metrics"].get("model_source", {})
     if "best_val_miou" in source:
         lines += ["", f"Trained on {source['trained_on']} (val mIoU {source['best_val_miou']:.4f})."]
