@@ -53,6 +53,9 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [1])
     backend: str = "auto"
     device: str = "auto"  # onnxruntime: auto/cpu/cuda/tensorrt; torch: auto/cpu/cuda
+    threads: int = (
+        0  # CPU threads for inference (onnxruntime intra-op, torch.set_num_threads); 0: the runtime's default
+    )
     num_classes: int = 20
     images: list[Path] = field(default_factory=list)  # real frames: timed input, accuracy and the pipeline video
     labels: Path | None = None  # folder of label PNGs named like the images (train ids, 255 ignored)
@@ -247,6 +250,10 @@ def _open(backend: str, workload: Workload, precision: str, batch: int, config: 
         if precision == "int8":
             raise Skip("the torch backend runs fp32/fp16; INT8 runs through onnxruntime or TensorRT")
         on_cuda = resolve_device(config.device).type == "cuda"
+        if config.threads > 0:
+            import torch
+
+            torch.set_num_threads(config.threads)
         if precision == "fp16" and not on_cuda:
             raise Skip("torch FP16 needs a CUDA GPU; this machine has none")
         width, height = workload.size
@@ -263,7 +270,8 @@ def _open(backend: str, workload: Workload, precision: str, batch: int, config: 
             raise Skip("no TensorRT engine: build one on this device with `edgekit build --target ...`")
         return open_backend(workload.engine, backend="tensorrt")
     if backend == "onnxruntime":
-        return open_backend(workload.onnx_for(precision, batch), backend="onnxruntime", device=config.device)
+        path = workload.onnx_for(precision, batch)
+        return open_backend(path, backend="onnxruntime", device=config.device, intra_op_threads=config.threads)
     raise EdgekitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 

@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch", type=_batches, default=[1], help="batch sizes, e.g. 1,4 (default 1)")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     parser.add_argument("--device", default="auto", help="onnxruntime: auto/cpu/cuda/tensorrt; torch: auto/cpu/cuda")
+    parser.add_argument("--threads", type=int, default=0, help="CPU inference threads (default: the runtime's)")
     parser.add_argument("--classes", type=int, default=20, help="output classes of zoo models (default 20)")
     parser.add_argument("--images", type=Path, help="folder of real frames: timed input, accuracy, pipeline video")
     parser.add_argument("--labels", type=Path, help="folder of label PNGs named like --images (gives mIoU)")
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         batches=args.batch,
         backend=args.backend,
         device=args.device,
+        threads=args.threads,
         num_classes=args.classes,
         images=images,
         labels=args.labels,
