@@ -13,6 +13,7 @@ import ctypes
 import importlib.util
 import logging
 import threading
+import time
 from typing import Any
 
 import cv2
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SINK_NAME = "edgekit_sink"
 STOP_TIMEOUT = 2.0  # seconds to wait for a pipeline to reach NULL when closing
+PULL_SLICE = 0.25  # seconds between looks at the bus while waiting for a frame
 BGR_TAIL = f"videoconvert ! video/x-raw,format=BGR ! appsink name={SINK_NAME}"
 TO_BGR = {
     "BGR": None,
@@ -124,9 +126,14 @@ class GStreamerSource(Source):
             Gst.StateChangeReturn.FAILURE
         ):
             self._raise_bus_error("cannot start")
-        result, _, _ = self.pipeline.get_state(int(open_timeout * Gst.SECOND))
-        if result == Gst.StateChangeReturn.FAILURE:
-            self._raise_bus_error("cannot start")
+        if not self.live:  # prerolling means the first frame is ready; a live pipeline has nothing to wait for
+            result, _, _ = self.pipeline.get_state(int(open_timeout * Gst.SECOND))
+            error = self.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+            if result == Gst.StateChangeReturn.FAILURE or error is not None:
+                self._raise_bus_error("cannot start", error)
+            if result == Gst.StateChangeReturn.ASYNC:
+                self.pipeline.set_state(Gst.State.NULL)
+                raise StallError(f"{self.uri} delivered no first frame within {open_timeout:.0f} s")
         self.size: tuple[int, int] | None = None
 
     def _open_opencv(self) -> None:
@@ -153,16 +160,22 @@ class GStreamerSource(Source):
         return self._pull(None)
 
     def _pull(self, timeout: float | None) -> np.ndarray | None:
+        """The next sample, pulled in short slices so that an error posted on the bus is raised as it happens
+        rather than looking like a stall; None at the end of the stream or once closed."""
         Gst = self.Gst
-        sample = self.appsink.try_pull_sample(Gst.CLOCK_TIME_NONE if timeout is None else int(timeout * Gst.SECOND))
-        if sample is None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = PULL_SLICE if deadline is None else max(min(PULL_SLICE, deadline - time.monotonic()), 0.0)
+            sample = self.appsink.try_pull_sample(int(wait * Gst.SECOND))
+            if sample is not None:
+                return self._to_bgr(sample)
+            error = self.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+            if error is not None:
+                self._raise_bus_error("failed while running", error)
             if self.appsink.is_eos() or self._closed:
-                error = self.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
-                if error is not None:
-                    self._raise_bus_error("failed while running", error)
                 return None
-            raise StallError(f"{self.uri} delivered no frame for {timeout:.1f} s: the pipeline stalled")
-        return self._to_bgr(sample)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StallError(f"{self.uri} delivered no frame for {timeout:.1f} s: the pipeline stalled")
 
     def _read_within(self, timeout: float | None) -> np.ndarray | None:
         """Prerolled (non-live) pipelines are pulled directly, so a stall is caught by the pull's timeout."""
