@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
         description="Calibrate on images preprocessed exactly like the runner does (the preprocessing comes from "
         "the ONNX metadata written by `edgekit export`, or from --checkpoint), write an explicit Q/DQ model for "
         "TensorRT, a TensorRT calibration cache (<output>.calib) and report the agreement with FP32 on hold-out "
-        "images; layers are kept in float, most sensitive first, until --max-drop is met.",
+        "images; layers are kept in float, most sensitive first, until --max-drop is met (exit 1 if it cannot be).",
     )
     parser.add_argument("--onnx", required=True, type=Path, metavar="ONNX", help="FP32 model from `edgekit export`")
     parser.add_argument(
