@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--strict", action="store_true", help="fail instead of substituting an available precision")
     parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the target's)")
     parser.add_argument("--train-seconds", type=float, default=240.0, help="training time budget (default 240)")
-    parser.add_argument("--train-size", type=parse_size, help="training crop WxH (default: the input size)")
+    parser.add_argument("--train-size", type=parse_size, help="training crop WxH (default: input size / 4)")
     parser.add_argument("--eval-scenes", type=int, default=8, help="held-out scenes for the accuracy figures")
     parser.add_argument("--dla-core", type=int, help="build for this DLA core (GPU fallback on) where compiling")
     parser.add_argument("--no-compile", action="store_true", help="never build the engine here, only the bundle")
