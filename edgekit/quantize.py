@@ -80,14 +80,15 @@ class QuantizeReport:
         return data
 
 
-def mean_iou(prediction: np.ndarray, reference: np.ndarray, ignore: int = 255) -> float:
-    """Mean IoU over the classes present in ``reference`` (pixels labelled ``ignore`` do not count)."""
-    valid = reference != ignore
-    ious = []
-    for cls in np.unique(reference[valid]):
-        pred, ref = (prediction == cls) & valid, reference == cls
-        ious.append((pred & ref).sum() / max((pred | ref).sum(), 1))
-    return float(np.mean(ious)) if ious else 1.0
+def _miou(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray], num_classes: int) -> float:
+    """mIoU of ``predictions`` against ``references`` (labels or FP32 class maps; 255 = ignore), over all images."""
+    from edgekit.metrics import confusion_matrix, mean_iou
+
+    confusion = sum(
+        confusion_matrix(p.reshape(r.shape), np.where(r < num_classes, r, 255), num_classes)
+        for p, r in zip(predictions, references, strict=True)
+    )
+    return mean_iou(np.asarray(confusion))
 
 
 def _progress() -> Any:
@@ -267,17 +268,14 @@ def quantize_int8(
     onnx.save(qdq, str(output))
     int8_names = int8_weight_layers(qdq)
     int8_macs = sum(layer.macs for layer in layers if layer.name in int8_names)
-    miou = float(np.mean([mean_iou(p, r) for p, r in zip(predictions, reference_maps, strict=True)]))
+    num_classes = int(references[0].shape[1])
+    miou = _miou(predictions, reference_maps, num_classes)
     miou_fp32_labels = miou_int8_labels = None
     if holdout_labels is not None:
         if len(holdout_labels) != len(holdout_inputs):
             raise EdgekitError(f"{len(holdout_labels)} label maps for {len(holdout_inputs)} hold-out images")
-        miou_fp32_labels = float(
-            np.mean([mean_iou(r[0], lab) for r, lab in zip(reference_maps, holdout_labels, strict=True)])
-        )
-        miou_int8_labels = float(
-            np.mean([mean_iou(p[0], lab) for p, lab in zip(predictions, holdout_labels, strict=True)])
-        )
+        miou_fp32_labels = _miou(reference_maps, holdout_labels, num_classes)
+        miou_int8_labels = _miou(predictions, holdout_labels, num_classes)
 
     lap("Q/DQ model and evaluation")
     cache_path = None

@@ -95,9 +95,22 @@ def test_report_and_cache(tiny_report: object, tiny_onnx: Path) -> None:
 
 
 def test_mixed_precision_meets_a_tight_budget(tiny_onnx: Path, tiny_report: object, tmp_path: Path) -> None:
-    calibration = load_calibration("default", read_metadata(tiny_onnx).preprocessing, count=4)
-    strict = quantize_int8(tiny_onnx, calibration, tmp_path / "s.onnx", method="minmax", max_drop=0.0)
+    from edgekit.data.synthetic import generate_scene
+
+    preprocessing = read_metadata(tiny_onnx).preprocessing
+    calibration = load_calibration("default", preprocessing, count=4)
+    scenes = [generate_scene(seed, preprocessing.input_size) for seed in (7000, 7001)]
+    strict = quantize_int8(
+        tiny_onnx,
+        calibration,
+        tmp_path / "s.onnx",
+        method="minmax",
+        max_drop=0.0,
+        holdout=[preprocessing(image) for image, _ in scenes],
+        holdout_labels=[label for _, label in scenes],
+    )
     assert strict.met_budget and strict.pixel_agreement == 1.0
+    assert strict.miou_labels_int8 == strict.miou_labels_fp32 is not None
     assert strict.int8_mac_share < 1.0 and strict.excluded
     assert all(layer.agreement_alone is not None for layer in strict.excluded[:1])
 
