@@ -148,12 +148,25 @@ def int8_bundle(tiny_logits_bundle: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def bench_document(int8_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real `edgekit bench` run (fp32, int8 and an fp16 the bundle lacks) with a short stop rule."""
+    """One real `edgekit bench` run (fp32, int8 and an fp16 the bundle lacks) with a short stop rule, on two
+    labelled synthetic street scenes (so both agreement with FP32 and mIoU are measured)."""
+    import cv2
+
     from edgekit.bench.core import Bench, BenchConfig
     from edgekit.bench.timing import StopRule
+    from edgekit.data.synthetic import generate_scene
 
+    scenes = tmp_path_factory.mktemp("scenes")
+    (scenes / "labels").mkdir()
+    images = []
+    for seed in (0, 1):
+        image, label = generate_scene(seed, (256, 128))
+        images.append(scenes / f"scene{seed}.png")
+        cv2.imwrite(str(images[-1]), image)
+        cv2.imwrite(str(scenes / "labels" / f"scene{seed}.png"), label)
     config = BenchConfig(
-        bundle=int8_bundle, precisions=["fp32", "int8", "fp16"], backend="onnxruntime",
+        bundle=int8_bundle, precisions=["fp32", "int8", "fp16"], backend="onnxruntime", images=images,
+        labels=scenes / "labels",
         rule=StopRule(warmup=2, min_runs=8, max_runs=200, budget_s=1.0, target_rel_ci=0.05), profile_runs=2,
         pipeline_frames=4, target="cpu-x86", workdir=tmp_path_factory.mktemp("bench-work"),
     )  # fmt: skip

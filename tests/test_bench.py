@@ -57,6 +57,7 @@ def test_results_schema_and_values(bench_document: dict[str, Any], tmp_path: Pat
         assert result["gmacs_per_s"] == pytest.approx(result["graph"]["gmacs_per_image"] * result["fps_inference"])
         assert result["fraction_of_peak"] == NOT_AVAILABLE  # the cpu-x86 profile states no peak
     assert fp32["accuracy"]["agreement_with_fp32"] == "reference"
+    assert all(0.0 <= r["accuracy"]["miou"] <= 1.0 for r in (fp32, int8))  # random weights: low, but measured
     assert 0.0 <= int8["accuracy"]["agreement_with_fp32"] <= 1.0
     assert fp32["graph"] == int8["graph"]  # MACs and params are counted on the FP32 graph of the same network
     assert fp16["status"] == "skipped" and "no fp16 ONNX" in fp16["reason"]
