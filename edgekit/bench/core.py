@@ -176,7 +176,16 @@ def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
             raise Skip(f"bundle {bundle.root} was exported for batch {shape[0]}, not {batch}")
         return bundle.root / onnx_files[precision]
 
-    yield Workload(bundle.model_name, size, bundle.preprocessing, onnx_for, None, bundle.classes, bundle.engine)
+    checkpoint = bundle.artifact(bundle.manifest["artifacts"].get("checkpoint"))
+
+    def module() -> Any:
+        from edgekit.checkpoint import Checkpoint
+
+        assert checkpoint is not None
+        return Checkpoint.load(checkpoint).build()
+
+    yield Workload(bundle.model_name, size, bundle.preprocessing, onnx_for, module if checkpoint else None,
+                   bundle.classes, bundle.engine)  # fmt: skip
 
 
 def resolve_backend(requested: str, workload: Workload) -> tuple[str, str]:
@@ -246,7 +255,7 @@ def _open(backend: str, workload: Workload, precision: str, batch: int, config: 
         from edgekit.backends.torch_backend import TorchBackend, resolve_device
 
         if workload.module is None:
-            raise Skip("the torch backend needs a zoo model (--models), a bundle holds no PyTorch weights")
+            raise Skip("the torch backend needs a zoo model (--models) or a bundle with its checkpoint")
         if precision == "int8":
             raise Skip("the torch backend runs fp32/fp16; INT8 runs through onnxruntime or TensorRT")
         on_cuda = resolve_device(config.device).type == "cuda"
