@@ -211,11 +211,12 @@ def test_cli_bench_writes_results(int8_bundle: Path, tmp_path: Path) -> None:
     output = tmp_path / "r.json"
     argv = ["bench", "--bundle", str(int8_bundle), "--backend", "onnxruntime", "--budget", "0.5", "--min-runs", "5",
             "--warmup", "1", "--profile-runs", "0", "--pipeline-frames", "0", "--threads", "1",
-            "-o", str(output)]  # fmt: skip
+            "--target", "jetson-nano", "-o", str(output)]  # fmt: skip
     assert main(argv) == 0
     (result,) = load_results(output)["results"]
     assert result["status"] == "ok" and result["pipeline"]["status"] == NOT_AVAILABLE
     assert result["backend_info"]["intra_op_threads"] == 1
+    assert result["peak_gmacs"] > 0 and result["fraction_of_peak"].startswith("not available (ran on the CPU")
     assert "profiling off" in result["top_layers"]
 
 

@@ -316,11 +316,12 @@ class Bench:
         self.config = config
         self.peak: dict[str, float | None] = {}
         self.target_name: str | None = None
+        self.target_kind: str | None = None
         if config.target:
             from edgekit.targets import load_target
 
             target = load_target(config.target)
-            self.peak, self.target_name = dict(target.peak_gmacs), target.name
+            self.peak, self.target_name, self.target_kind = dict(target.peak_gmacs), target.name, target.kind
 
     def combinations(self, workdir: Path) -> list[tuple[Workload, int, str]]:
         workloads = list(_bundle_workloads(self.config) if self.config.bundle else _zoo_workloads(self.config, workdir))
@@ -404,10 +405,20 @@ class Bench:
                 pipeline=self._pipeline(backend, workload, batch, workdir),
                 top_layers=self._profile(backend, workload, precision, batch, batch_input),  # last: TRT keeps it
             )
-        peak = self.peak.get(precision)
-        result["peak_gmacs"] = peak if peak is not None else f"{NOT_AVAILABLE} (no --target or no peak for it)"
-        result["fraction_of_peak"] = result["gmacs_per_s"] / peak if peak else NOT_AVAILABLE
+        result["peak_gmacs"], result["fraction_of_peak"] = self._fraction_of_peak(precision, result)
         return result
+
+    def _fraction_of_peak(self, precision: str, result: dict[str, Any]) -> tuple[Any, Any]:
+        """GMAC/s over the target's peak, refused when the run used the CPU but the profile describes a GPU."""
+        peak = self.peak.get(precision)
+        if peak is None:
+            return f"{NOT_AVAILABLE} (no --target or no {precision} peak in it)", NOT_AVAILABLE
+        info = result["backend_info"]
+        on_cpu = info.get("provider") == "CPUExecutionProvider" or info.get("device") == "cpu"
+        if on_cpu and self.target_kind != "cpu":
+            reason = f"{NOT_AVAILABLE} (ran on the CPU; target {self.target_name} describes a {self.target_kind} GPU)"
+            return peak, reason
+        return peak, result["gmacs_per_s"] / peak
 
     def _count(self, backend: str, workload: Workload, batch: int) -> dict[str, Any]:
         """Params and MACs of what runs: the PyTorch module (forward hooks) for torch, else the FP32 ONNX graph."""
