@@ -33,4 +33,6 @@ def run(args: argparse.Namespace) -> int:
 
         check = check_report_page(report.html, report.models, report.tiers)
         console.print(f"browser check: {check.summary}")
+        if not check.ok:
+            return 1
     return 0
