@@ -56,10 +56,14 @@ class TensorHistogram:
         for index in range(quantized_bins, NUM_BINS + 1, stride):
             reference = counts[:index].copy()
             reference[-1] += counts[index:].sum()
-            chunks = np.array_split(counts[:index], quantized_bins)
-            expanded = np.concatenate(
-                [np.where(chunk > 0, chunk.sum() / max(int((chunk > 0).sum()), 1), 0.0) for chunk in chunks]
-            )
+            sliced = counts[:index]
+            base, extra = divmod(index, quantized_bins)  # np.array_split's chunks: the first `extra` one longer
+            lengths = np.full(quantized_bins, base) + (np.arange(quantized_bins) < extra)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            nonzero = sliced > 0
+            sums = np.add.reduceat(sliced, starts)
+            filled = np.maximum(np.add.reduceat(nonzero.astype(np.float64), starts), 1.0)
+            expanded = np.repeat(sums / filled, lengths) * nonzero
             p = reference / reference.sum()
             q_sum = expanded.sum()
             if q_sum == 0:
