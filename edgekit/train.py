@@ -400,9 +400,13 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
 def train(config: TrainConfig) -> TrainResult:
     """Train, validate every epoch, keep best/last checkpoints, metrics.jsonl and training_curve.png in out_dir."""
     env = _init_distributed()
+    threads = torch.get_num_threads()
     try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
         return _train(config, env)
     finally:
+        torch.set_num_threads(threads)  # a library call leaves the process as it found it
         if env.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -410,8 +414,6 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     started = time.monotonic()
     torch.manual_seed(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     resume = Checkpoint.load(config.resume) if config.resume else None
     if resume is not None and resume.training is None:
         raise EdgekitError(f"{config.resume} has no training state (only last.pt is resumable); use --init instead")

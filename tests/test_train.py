@@ -14,13 +14,28 @@ import edgekit.train as training
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.data.synthetic import generate_scene
-from edgekit.train import TrainConfig, learning_rate, train
+from edgekit.train import TrainConfig, TrainResult, learning_rate, train
 
-TINY = {"input_size": (64, 32), "batch_size": 2, "num_workers": 0, "synthetic_train": 4, "synthetic_val": 2}
+TINY = {
+    "input_size": (64, 32),
+    "batch_size": 2,
+    "num_workers": 0,
+    "synthetic_train": 4,
+    "synthetic_val": 2,
+    "threads": 1,
+}
 
 
-def test_train_writes_checkpoints_metrics_and_curve(tmp_path: Path) -> None:
-    result = train(TrainConfig(model="espnet-c", data=None, out_dir=tmp_path, epochs=1, **TINY))  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """One epoch of ESPNet-C on tiny synthetic scenes, shared by the tests that only read its outputs."""
+    out = tmp_path_factory.mktemp("synthetic_run")
+    return train(TrainConfig(model="espnet-c", data=None, out_dir=out, epochs=1, **TINY))  # type: ignore[arg-type]
+
+
+def test_train_writes_checkpoints_metrics_and_curve(synthetic_run: TrainResult) -> None:
+    result = synthetic_run
+    tmp_path = result.best.parent
     assert result.best.is_file() and result.last.is_file()
     assert (tmp_path / "training_curve.png").stat().st_size > 1000
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -62,21 +77,26 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(tmp_path: Path, monkeyp
     assert [h["miou"] for h in resumed.history] == pytest.approx([h["miou"] for h in straight.history])
 
 
-def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def _road_dataset(data: Path, count: int) -> Path:
+    """images/ + masks/ of synthetic scenes with two classes: road and everything else."""
     (data / "images").mkdir(parents=True)
     (data / "masks").mkdir()
     (data / "classes.yaml").write_text("[road, not road]\n")
-    for i in range(6):
+    for i in range(count):
         image, label = generate_scene(i, (64, 32))
         cv2.imwrite(str(data / "images" / f"{i}.png"), image)
         cv2.imwrite(str(data / "masks" / f"{i}.png"), (label != 0).astype(np.uint8))
+    return data
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
+    data = _road_dataset(tmp_path / "data", 6)
     (data / "images" / "0.png").write_bytes(b"\x89PNG garbage")  # unreadable header
     png = (data / "images" / "1.png").read_bytes()
     (data / "images" / "1.png").write_bytes(png[: len(png) // 3])  # truncated after a valid header
     out = tmp_path / "out"
     code = main(["train", "--model", "espnet-c", "--data", str(data), "--out", str(out), "--input-size", "64x32",
-                 "--epochs", "1", "--batch-size", "2", "--workers", "0"])  # fmt: skip
+                 "--epochs", "1", "--batch-size", "2", "--workers", "0", "--threads", "1"])  # fmt: skip
     assert code == 0
     record = json.loads((out / "metrics.jsonl").read_text())
     assert record["skipped"] == 1  # the truncated one; the garbage one was dropped before training
@@ -84,17 +104,10 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_fine_tuning_replaces_the_classifier_and_eval_prints_the_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synthetic_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = train(TrainConfig(model="espnet-c", data=None, out_dir=tmp_path / "a", epochs=1, **TINY))  # type: ignore[arg-type]
-    data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    (data / "masks").mkdir()
-    (data / "classes.yaml").write_text("[road, other]\n")
-    for i in range(3):
-        image, label = generate_scene(i, (64, 32))
-        cv2.imwrite(str(data / "images" / f"{i}.png"), image)
-        cv2.imwrite(str(data / "masks" / f"{i}.png"), (label != 0).astype(np.uint8))
+    first = synthetic_run
+    data = _road_dataset(tmp_path / "data", 3)
     config = TrainConfig(model="espnet-c", data=data, out_dir=tmp_path / "b", epochs=1, init_checkpoint=first.best,
                          **TINY)  # type: ignore[arg-type]  # fmt: skip
     tuned = train(config)

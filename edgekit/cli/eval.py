@@ -18,13 +18,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--split", default="val", help="split to score (default val)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--synthetic-val", type=int, default=40, help="synthetic scenes to score (no --data)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (no --data): same validation scenes")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edgekit.train import evaluate
 
-    report = evaluate(args.checkpoint, args.data, args.split, args.batch_size, args.workers)
+    report = evaluate(
+        args.checkpoint, args.data, args.split, args.batch_size, args.workers, args.synthetic_val, args.seed
+    )
     table = Table(
         title=f"{args.checkpoint}: {report.images} images of {args.data or 'synthetic scenes'} ({args.split})"
     )
