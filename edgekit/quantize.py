@@ -159,6 +159,10 @@ def quantize_int8(
     model = onnx.load(str(onnx_fp32))
     ensure_node_names(model)
     input_name, input_dtype = _input_info(model)
+    if model.graph.output[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise EdgekitError(
+            f"{onnx_fp32} does not output float logits (ArgMax?); quantize the model exported without --argmax"
+        )
     layers = conv_layers(model)
     unknown = set(exclude) - {layer.name for layer in layers}
     if unknown:
@@ -201,8 +205,6 @@ def quantize_int8(
     holdout_inputs, holdout_sources = _holdout(calibration, holdout, holdout_names, input_dtype)
     reference_session = ort_session(folded.SerializeToString())
     references = [reference_session.run(None, {input_name: x})[0] for x in holdout_inputs]
-    if references[0].ndim != 4:
-        raise EdgekitError(f"{onnx_fp32} ends in ArgMax; quantize the logits model (export without --argmax)")
     reference_maps = [r.argmax(1) for r in references]
 
     # 3. Per-layer sensitivity and mixed precision, on one simulation graph (see qdq.mask_model).

@@ -50,6 +50,8 @@ def test_argmax_and_in_graph_normalisation_with_dynamic_batch(tiny_espnet_checkp
         expected = checkpoint.build()(torch.from_numpy(np.concatenate([preprocessing(f) for f in frames])))
     assert (classmap == expected.argmax(1).numpy()).mean() > 0.999
     assert read_metadata(report.output).input_dtype == "uint8"
+    fp16 = convert_fp16(report.output, tmp_path / "d.fp16.onnx")  # the uint8 -> float Cast must stay valid
+    assert fp16.max_abs_diff is None and fp16.argmax_agreement > 0.95
 
 
 def test_export_fails_loudly_above_tolerance(tiny_espnet_checkpoint: Path, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_mixed_precision_meets_a_tight_budget(tiny_onnx: Path, tiny_report: obje
     assert all(layer.agreement_alone is not None for layer in strict.excluded[:1])
 
 
-def test_bad_inputs_fail_clearly(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_bad_inputs_fail_clearly(tiny_onnx: Path, tiny_espnet_checkpoint: Path, tmp_path: Path) -> None:
     preprocessing = read_metadata(tiny_onnx).preprocessing
     calibration = load_calibration("default", preprocessing, count=1)
     with pytest.raises(EdgekitError, match="not found"):
@@ -123,6 +123,9 @@ def test_bad_inputs_fail_clearly(tiny_onnx: Path, tmp_path: Path) -> None:
     wrong = load_calibration("default", preprocessing.with_size(64, 32), count=1)
     with pytest.raises(EdgekitError, match="use the model's preprocessing size"):
         quantize_int8(tiny_onnx, wrong, tmp_path / "o.onnx")
+    argmax = export_onnx(Checkpoint.load(tiny_espnet_checkpoint), tmp_path / "a.onnx", argmax=True).output
+    with pytest.raises(EdgekitError, match="without --argmax"):
+        quantize_int8(argmax, calibration, tmp_path / "o.onnx")
     no_conv = tmp_path / "relu.onnx"
     torch.onnx.export(torch.nn.ReLU(), (torch.zeros(1, 3, 64, 128),), str(no_conv), dynamo=False)
     with pytest.raises(EdgekitError, match="no Conv"):
