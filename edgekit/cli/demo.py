@@ -1,7 +1,8 @@
 """``edgekit demo``: the bundle `make demo` builds, on a street sample, into an overlay video and stats.
 
-With no arguments the sample is ../shared/samples' real street sequence when that folder is there, else a short
-synthetic street video generated on the fly; ``--source 0`` (or any live URI) makes it the live camera demo,
+With no arguments the sample is a short synthetic street video generated on the fly when the bundle's model was
+trained on synthetic scenes (real photos would only show the domain gap), else ../shared/samples' real street
+sequence when that folder is there; ``--source 0`` (or any live URI) makes it the live camera demo,
 served to a browser at :8080 unless a window or another output is asked for.
 """
 
@@ -51,16 +52,21 @@ def default_bundle() -> Path:
     )
 
 
-def sample_source(out_dir: Path) -> tuple[str, float | None]:
-    """(source URI, output fps): the shared real sequence when present, else a synthetic driving video."""
-    if SHARED_SEQUENCE.is_dir():
-        return str(SHARED_SEQUENCE), SAMPLE_FPS
+def sample_source(bundle: Path, out_dir: Path) -> tuple[str, float | None, str]:
+    """(source URI, output fps, why): a sample from the domain the bundle's model knows."""
+    import json
+
+    source = json.loads((bundle / "manifest.json").read_text()).get("metrics", {}).get("model_source", {})
+    synthetic_model = source.get("trained_on") == "synthetic street scenes"
+    if SHARED_SEQUENCE.is_dir() and not synthetic_model:
+        return str(SHARED_SEQUENCE), SAMPLE_FPS, "real street frames from ../shared/samples"
     from edgekit.data.synthetic import synthetic_video
 
     path = out_dir / "synthetic-street.mp4"
     if not path.is_file():
         synthetic_video(path, **SYNTHETIC)  # type: ignore[arg-type]
-    return str(path), None
+    why = "the model was trained on synthetic scenes" if synthetic_model else "../shared/samples is absent"
+    return str(path), None, f"a synthetic street video ({why})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     args.stats = args.stats or out_dir / "stats.json"
     if args.source is None:
-        args.source, args.output_fps = sample_source(out_dir)
+        args.source, args.output_fps, why = sample_source(bundle, out_dir)
+        console.print(f"sample: {why}")
         args.measure_inference = args.measure_inference or 10
     live = args.source.isdigit() or ("://" in args.source and not args.source.startswith("file://"))
     if live and not (args.show or args.serve or args.output or args.save_frames):
