@@ -312,10 +312,14 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
     model = onnx.load(str(src))
     with warnings.catch_warnings(record=True) as caught:  # one warning per weight clamped to the FP16 range
         warnings.simplefilter("always")
-        # Cast stays FP32: the converter rewrites a Cast's output type but not its `to`, which breaks the
-        # uint8 -> float Cast of in-graph normalisation.
+        # The graph's own Casts stay FP32: the converter rewrites a Cast's output type but not its `to`, which
+        # breaks the uint8 -> float Cast of in-graph normalisation. They are blocked by node name: blocking the
+        # Cast op type makes onnxconverter-common loop forever, re-casting the Casts it inserts around blocked
+        # ops such as Resize.
         converted = float16.convert_float_to_float16(
-            model, keep_io_types=keep_io_types, op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, "Cast"]
+            model,
+            keep_io_types=keep_io_types,
+            node_block_list=[node.name for node in model.graph.node if node.op_type == "Cast"],
         )
     onnx.checker.check_model(converted)
     dst.parent.mkdir(parents=True, exist_ok=True)
