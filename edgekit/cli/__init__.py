@@ -14,23 +14,27 @@ from collections.abc import Sequence
 from edgekit import __version__
 from edgekit.errors import EdgekitError
 
-# Module names under edgekit.cli, in the order `edgekit --help` lists them.
+# Module names under edgekit.cli, in pipeline order (the order `edgekit --help` lists them).
 COMMAND_MODULES = (
+    # the zoo and its official weights
     "models",
-    "targets",
+    "import_weights",
+    "predict",
+    # data and training
     "data",
     "train",
     "eval",
-    "bench",
-    "report",
-    "import_weights",
-    "predict",
-    "run",
-    "demo",
-    "build",
-    "compile",
+    # deployment artefacts
     "export",
     "quantize",
+    "targets",
+    "build",
+    "compile",
+    # on the device
+    "run",
+    "demo",
+    "bench",
+    "report",
 )
 
 
