@@ -472,7 +472,10 @@ def model_inputs(model: Bundle | Path) -> tuple[Preprocessing, ClassSet]:
 
         from edgekit.export import META_CLASSES, META_PREPROCESSING
 
-        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        # Only the metadata is wanted here (the backend loads the model for inference): skip graph optimisation.
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         meta = session.get_modelmeta().custom_metadata_map
         if META_PREPROCESSING not in meta or META_CLASSES not in meta:
             raise EdgekitError(
