@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgekit.backends import choose_backend, open_backend, resolve_model
+from edgekit.backends.base import to_classmap
 from edgekit.backends.onnxruntime import OnnxRuntimeBackend
 from edgekit.backends.tensorrt import check_engine_compatibility, tensorrt_unavailable_reason
 from edgekit.bundle import Bundle
@@ -20,6 +21,17 @@ TRT_MISSING = tensorrt_unavailable_reason()
 def street_frame(width: int = 200, height: int = 120) -> np.ndarray:
     rng = np.random.default_rng(3)
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_classmap_is_exactly_numpy_argmax_including_ties(dtype: type) -> None:
+    rng = np.random.default_rng(5)
+    logits = rng.integers(-3, 4, (2, 19, 64, 96)).astype(dtype)  # few distinct values: ties on most pixels
+    logits[:, :, :4] = 0  # all-equal rows: the first channel must win
+    classmap = to_classmap(logits, "logits")
+    assert classmap.dtype == np.uint8 and classmap.shape == (2, 64, 96)
+    np.testing.assert_array_equal(classmap, logits.argmax(axis=1))
+    assert (classmap[:, :4] == 0).all() and len(np.unique(classmap)) == 19
 
 
 def test_auto_picks_onnxruntime_for_a_bundle_without_engine_and_says_why(

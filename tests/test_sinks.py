@@ -17,14 +17,29 @@ import numpy as np
 import pytest
 
 from edgekit.bench.browser import CHROMIUM_FLAGS, find_chromium
+from edgekit.classes import ClassSet
 from edgekit.errors import EdgekitError
 from edgekit.sinks import NullSink, OutputFrame, open_sinks
 from edgekit.sinks.images import ImageFilesSink
 from edgekit.sinks.mjpeg import MjpegSink
 from edgekit.sinks.video import VideoFileSink
 from edgekit.sources.base import Frame
+from edgekit.visualize import colorize, overlay
 
 GREEN_BGR = (0, 200, 0)
+
+
+def test_overlay_colours_every_class_with_its_palette_entry() -> None:
+    classes = ClassSet(("road", "car", "sky"), ((128, 64, 128), (0, 0, 142), (70, 130, 180)))
+    classmap = np.array([[0, 1, 2, 7]], np.uint8)  # 7: past the palette, drawn black
+    expected_bgr = [[128, 64, 128], [142, 0, 0], [180, 130, 70], [0, 0, 0]]
+    np.testing.assert_array_equal(colorize(classmap, classes)[0], expected_bgr)
+    np.testing.assert_array_equal(colorize(classmap.astype(np.int64), classes)[0], expected_bgr)
+    frame = np.full((2, 8, 3), 100, np.uint8)  # twice the map's size: the map is scaled (nearest) to the frame
+    blended = overlay(frame, classmap, classes, alpha=0.5)
+    assert blended.shape == frame.shape
+    np.testing.assert_array_equal(blended[1, 1], [114, 82, 114])  # (100 + road's BGR) / 2, rounded
+    np.testing.assert_array_equal(blended[1, 2], [121, 50, 50])  # column 2 of 8 is column 1 of 4: car
 
 
 def output_frame(index: int, size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = GREEN_BGR) -> OutputFrame:
