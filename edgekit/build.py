@@ -3,7 +3,8 @@
 Stages: choose the precision the target runs -> get a model (load a checkpoint, import official weights, or
 train briefly on synthetic street scenes) -> export + simplify + verify the FP32 ONNX -> FP16 ONNX -> INT8
 (calibration, Q/DQ ONNX and TensorRT calibration cache) -> accuracy of every variant on labelled held-out scenes
--> TensorRT engine where TensorRT and a GPU of the target's architecture are present -> manifest and report.
+-> ArgMax appended to every variant (the device outputs a class map) -> TensorRT engine where TensorRT and a GPU
+of the target's architecture are present -> manifest and report.
 Everything is staged by :class:`~edgekit.bundle.BundleWriter`, so a failed or interrupted build leaves no
 bundle that looks valid. Each stage is delegated to the module that owns it (train, export, calibration,
 quantize, backends.tensorrt_build); this module only orchestrates and records.
@@ -130,7 +131,7 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
     if choice.substituted:
         console.print(f"[yellow]precision:[/yellow] {choice.reason}")
     size = options.input_size or target.input_size
-    progress = _Progress(console, total=7 if choice.chosen == "int8" else 6)
+    progress = _Progress(console, total=8 if choice.chosen == "int8" else 7)
     model_name = options.model or DEFAULT_MODEL
     output = options.output or default_output(target, model_name)
     metrics: dict[str, Any] = {}
@@ -182,6 +183,10 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
                 ", ".join(f"{p} {v['miou']:.3f}" for p, v in metrics["accuracy"]["variants"].items())
                 + " mIoU (synthetic scenes)"
             )
+
+        with progress.stage("argmax", "end every variant in ArgMax: an int32 class map out") as note:
+            metrics["argmax"] = end_in_argmax(writer.staging, variants, preprocessing)
+            note.append(metrics["argmax"]["checked"])
 
         runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
         manifest = _manifest(checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache)
@@ -332,6 +337,28 @@ def evaluate_variants(
     }
 
 
+def end_in_argmax(root: Path, variants: dict[str, str], preprocessing: Preprocessing) -> dict[str, Any]:
+    """Append ArgMax to every variant in place (after the accuracy stage, which reads logits), checking on a
+    held-out scene that each class map is exactly the argmax of the logits it replaces."""
+    from edgekit.data.synthetic import generate_scene
+    from edgekit.export import append_argmax, ort_session
+
+    image, _ = generate_scene(EVAL_FIRST_SEED, preprocessing.input_size)
+    feed = preprocessing(image)
+    for precision, file in variants.items():
+        session = ort_session(root / file)
+        (logits,) = session.run(None, {session.get_inputs()[0].name: feed})
+        append_argmax(root / file)
+        session = ort_session(root / file)
+        (classmap,) = session.run(None, {session.get_inputs()[0].name: feed})
+        if not np.array_equal(classmap, logits.argmax(1)):
+            raise EdgekitError(f"in-graph ArgMax of {file} differs from the argmax of its logits ({precision})")
+    return {
+        "output": "NxHxW int32 class map (ArgMax over the classes, then Cast)",
+        "checked": f"{len(variants)} variants give exactly the argmax of their logits on a held-out scene",
+    }
+
+
 def _manifest(
     checkpoint: Checkpoint,
     target: Target,
@@ -341,7 +368,7 @@ def _manifest(
     runtime_onnx: str,
     calibration_cache: str | None,
 ) -> dict[str, Any]:
-    from edgekit.export import INPUT_NAME, LOGITS_NAME
+    from edgekit.export import CLASSMAP_NAME, INPUT_NAME
     from edgekit.models.stats import measure
 
     stats = measure(checkpoint.build(), preprocessing.input_size)
@@ -356,7 +383,7 @@ def _manifest(
         "classes": checkpoint.classes.to_dict(),
         "preprocessing": preprocessing.to_dict(),
         "input": {"name": INPUT_NAME, "shape": [1, 3, height, width], "dtype": "float32", "normalized_in_graph": False},
-        "output": {"name": LOGITS_NAME, "kind": "logits"},
+        "output": {"name": CLASSMAP_NAME, "kind": "classmap", "dtype": "int32"},
         "target": target.name,
         "target_profile": target.to_dict(),
         "precision": choice.chosen,

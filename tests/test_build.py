@@ -49,14 +49,17 @@ def test_build_for_the_nano_writes_a_complete_verified_bundle(nano_bundle: tuple
     accuracy = manifest["metrics"]["accuracy"]["variants"]
     assert set(accuracy) == {"fp32", "fp16"} and accuracy["fp16"]["agreement_with_fp32"] > 0.95
     report = json.loads((root / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["model", "export", "fp16", "accuracy", "compile"]
+    assert [s["name"] for s in report["stages"]] == ["model", "export", "fp16", "accuracy", "argmax", "compile"]
     assert "edgekit compile --bundle nano" in report["compile"] and "tensorrt does not import" in report["compile"]
     assert "| fp16 | `model.fp16.onnx` |" in (root / "report.md").read_text()
-    # the runtime model runs in onnxruntime and gives per-class logits at the input size
+    # the runtime model runs in onnxruntime and ends in ArgMax: an int32 class map at the input size
+    assert manifest["output"] == {"name": "classmap", "kind": "classmap", "dtype": "int32"}
+    assert manifest["metrics"]["argmax"]["checked"].startswith("2 variants give exactly the argmax")
     session = ort_session(bundle.runtime_onnx)
     frame = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
-    (logits,) = session.run(None, {manifest["input"]["name"]: bundle.preprocessing(frame)})
-    assert logits.shape == (1, classes, 32, 64)
+    (classmap,) = session.run(None, {manifest["input"]["name"]: bundle.preprocessing(frame)})
+    assert classmap.shape == (1, 32, 64) and classmap.dtype == np.int32
+    assert classmap.min() >= 0 and classmap.max() < classes
 
 
 def test_tampered_file_fails_to_load(nano_bundle: tuple[Path, str], tmp_path: Path) -> None:
