@@ -58,6 +58,7 @@ def test_every_frame_of_a_prerolled_source_reaches_every_sink(
     bundle = Bundle.load(request.getfixturevalue(fixture))
     backend = open_backend(bundle)
     sinks = open_sinks(output=tmp_path / "out.mp4", save_frames=tmp_path / "frames")
+    cv2.setNumThreads(3)  # the caller's OpenCV setting, single-threaded only while the stages run
     stats = run_pipeline(
         backend,
         open_source(TEST_PATTERN.format(n=12)),
@@ -67,6 +68,8 @@ def test_every_frame_of_a_prerolled_source_reaches_every_sink(
         inference_only_iterations=3,
         stats_path=tmp_path / "stats.json",
     )
+    assert cv2.getNumThreads() == 3
+    cv2.setNumThreads(-1)  # back to the default for the other tests
     assert (stats.frames_in, stats.frames_out, stats.frames_dropped) == (12, 12, 0)
     assert stats.stopped_by == "end of stream" and stats.error is None
     assert frame_count(tmp_path / "out.mp4") == 12
