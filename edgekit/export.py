@@ -151,7 +151,7 @@ def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normaliz
                 x = x.float() * self.gain + self.bias
             out = self.net(x)
             if argmax:
-                out = out.argmax(dim=1).to(torch.uint8)
+                out = out.argmax(dim=1).to(torch.int32)  # as append_argmax: TensorRT 8.x has no uint8
             return out
 
     return Deployed().eval()

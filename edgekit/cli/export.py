@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="ONNX", help="output .onnx path")
     parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the checkpoint's)")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
-    parser.add_argument("--argmax", action="store_true", help="end the graph in ArgMax: a uint8 class map output")
+    parser.add_argument("--argmax", action="store_true", help="end the graph in ArgMax: an int32 class map output")
     parser.add_argument(
         "--normalize-in-graph", action="store_true", help="take uint8 NCHW frames and normalise inside the graph"
     )
