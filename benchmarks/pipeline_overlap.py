@@ -3,13 +3,13 @@
 One `edgekit run --measure-inference N` gives one ratio (pipeline FPS / inference-only FPS, the latter timed just
 before and after the stream). On a shared machine whose speed drifts by tens of percent within seconds, a single
 ratio is mostly noise, so this repeats short runs (--frames, about 1.5 s) in many rounds, each with its own
-inference-only timing just before and after, and reports the median ratio and its spread: short rounds follow the
-drift, and the median drops the rounds that straddle a change of speed. Every round uses the library API exactly
-as `edgekit run` does.
+inference-only timing just before and after, and reports the median ratio, its spread and the pooled ratio (all
+frames over all seconds): short rounds follow the drift, and the median drops the rounds that straddle a change of
+speed. Every round uses the library API exactly as `edgekit run` does.
 
 Usage:
     .venv/bin/python benchmarks/pipeline_overlap.py --bundle runs/bundles/demo-jetson-nano \
-        --source runs/demo/synthetic-street.mp4 [--output /tmp/overlay.mp4] [--rounds 7] -o result.json
+        --source runs/demo/synthetic-street.mp4 [--output /tmp/overlay.mp4] [--rounds 25] -o result.json
 """
 
 from __future__ import annotations

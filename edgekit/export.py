@@ -2,7 +2,7 @@
 
 The exported file carries the checkpoint's preprocessing and classes in its metadata (``metadata_props``) so that
 later stages (quantize, build, the runner) never guess how to feed it. Optional in-graph stages for deployment:
-normalisation (the runner feeds uint8 NCHW frames) and ArgMax (a device copies one byte per pixel, not C floats).
+normalisation (the runner feeds uint8 NCHW frames) and ArgMax (a device copies one int32 per pixel, not C floats).
 """
 
 from __future__ import annotations
