@@ -130,7 +130,7 @@ def write_metadata(model: onnx.ModelProto, meta: OnnxMetadata) -> None:
         entry.key, entry.value = key, value
 
 
-def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normalize: bool, argmax: bool) -> nn.Module:
+def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normalize: bool) -> nn.Module:
     import torch
     from torch import nn
 
@@ -149,10 +149,7 @@ def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normaliz
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if normalize:
                 x = x.float() * self.gain + self.bias
-            out = self.net(x)
-            if argmax:
-                out = out.argmax(dim=1).to(torch.int32)  # as append_argmax: TensorRT 8.x has no uint8
-            return out
+            return self.net(x)
 
     return Deployed().eval()
 
@@ -204,9 +201,8 @@ def export_onnx(
         preprocessing = preprocessing.with_size(*input_size)
     width, height = preprocessing.input_size
     model = checkpoint.build()
-    wrapped = _deployment_wrapper(model, preprocessing, normalize_in_graph, argmax)
+    wrapped = _deployment_wrapper(model, preprocessing, normalize_in_graph)
     dummy = torch.zeros(1, 3, height, width, dtype=torch.uint8 if normalize_in_graph else torch.float32)
-    output_name = CLASSMAP_NAME if argmax else LOGITS_NAME
     output.parent.mkdir(parents=True, exist_ok=True)
     raw_path = output.with_name(output.name + ".raw.onnx")
     try:
@@ -216,8 +212,8 @@ def export_onnx(
             str(raw_path),
             opset_version=OPSET,
             input_names=[INPUT_NAME],
-            output_names=[output_name],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None,
+            output_names=[LOGITS_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, LOGITS_NAME: {0: "batch"}} if dynamic_batch else None,
             dynamo=False,
         )
         raw = onnx.load(str(raw_path))
@@ -236,11 +232,13 @@ def export_onnx(
             preprocessing=preprocessing,
             classes=checkpoint.classes,
             input_dtype="uint8" if normalize_in_graph else "float32",
-            output_kind="classmap" if argmax else "logits",
+            output_kind="logits",
         ),
     )
     onnx.checker.check_model(simplified, full_check=True)
     onnx.save(simplified, str(output))
+    if argmax:
+        append_argmax(output)  # the same ArgMax that `edgekit build` appends to bundle models
 
     frames, sources = _verification_frames(verify_images, (width, height))
     session = ort_session(output)
