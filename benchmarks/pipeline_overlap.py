@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.backends import open_backend, resolve_model
-from edgekit.runner import input_preparer, model_inputs, run_pipeline, time_inference
+from edgekit.runner import STAGE_NICENESS, input_preparer, model_inputs, run_pipeline, time_inference
 from edgekit.sinks import open_sinks
 from edgekit.sources import open_source
 
@@ -45,6 +45,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             stats = run_pipeline(
                 backend, source, sinks, preprocessing, classes,
                 inference_only_iterations=args.iterations, max_frames=args.frames, handle_signals=False,
+                stage_niceness=args.stage_niceness,
             )  # fmt: skip
             fastest_durations = fastest_before + time_inference(fastest, tensor, args.iterations)
             fastest_fps = len(fastest_durations) / sum(fastest_durations)
@@ -82,6 +83,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "backend": description,
         "fastest_inference_only": "the same model in onnxruntime's default session: all cores, spin-waiting on",
         "source": args.source,
+        "stage_niceness": args.stage_niceness,
         "sinks": [str(args.output)] if args.output else ["none (class maps only)"],
         "rounds": rounds,
         "ratio_median": median("ratio"),
@@ -108,6 +110,9 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=10, help="inference-only runs before and after each round")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
     parser.add_argument("--no-spin", action="store_true")
+    parser.add_argument(
+        "--stage-niceness", type=int, default=STAGE_NICENESS, help="0: every stage at inference's CPU priority"
+    )
     parser.add_argument("-o", "--json", type=Path, help="write the result here")
     args = parser.parse_args()
     result = measure(args)

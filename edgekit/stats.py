@@ -96,6 +96,7 @@ class RunStats:
     latency: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     inference_only: dict[str, Any] | None = None  # backend.infer alone, same input, same run
     fps_vs_inference_only: float | None = None  # fps / inference_only fps: how well the pipeline hides the rest
+    stage_niceness: int = 0  # how much nicer than inference the other stages ran (Linux; 0 = equal priority)
     stopped_by: str = "end of stream"
     error: str | None = None
 

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,6 +21,7 @@ from edgekit.backends.base import Backend
 from edgekit.bundle import Bundle
 from edgekit.runner import PipelineError, run_pipeline
 from edgekit.sinks import open_sinks
+from edgekit.sinks.base import NullSink, OutputFrame
 from edgekit.sources import open_source
 from edgekit.sources.gstreamer import pygobject_gstreamer
 
@@ -90,27 +93,25 @@ def test_every_frame_of_a_prerolled_source_reaches_every_sink(
     assert written["backend"]["provider"] == "CPUExecutionProvider"
 
 
-class SlowerThanTheCamera(Backend):
-    """A real backend that also waits 25 ms a frame: a model slower than a 200 fps camera on any machine.
+class WithHook(Backend):
+    """A real backend that calls ``before`` ahead of each inference: to slow it down, or to look at its thread."""
 
-    The tiny test model alone can outrun 200 fps on a fast CI runner, and then nothing is ever stale.
-    """
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+    def __init__(self, backend: Backend, before: Callable[[], object]) -> None:
+        self.backend, self.before = backend, before
         self.name, self.input_shape = backend.name, backend.input_shape
         self.input_dtype, self.output_kind = backend.input_dtype, backend.output_kind
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(0.025)
+        self.before()
         return self.backend.infer(batch)
 
 
 @needs_gstreamer
 def test_live_source_faster_than_the_model_drops_stale_frames(tiny_bundle: Path) -> None:
     bundle = Bundle.load(tiny_bundle)
+    # the tiny model alone can outrun a 200 fps camera on a fast machine; at 25 ms a frame it cannot anywhere
     stats = run_pipeline(
-        SlowerThanTheCamera(open_backend(bundle)),
+        WithHook(open_backend(bundle), lambda: time.sleep(0.025)),
         open_source(LIVE_PATTERN.format(fps="200/1")),
         open_sinks(),
         bundle.preprocessing,
@@ -139,6 +140,41 @@ def test_unreadable_image_is_skipped_and_counted(tiny_bundle: Path, tmp_path: Pa
     assert (stats.frames_in, stats.frames_out, stats.frames_skipped) == (3, 3, 1)
     assert "c.jpg" in stats.skipped[0]
     assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == ["a", "b", "d"]
+
+
+def thread_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+class NicenessRecorder(NullSink):
+    """Notes the nice value of the thread that writes each output frame."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def write(self, output: OutputFrame) -> None:
+        self.seen.add(thread_niceness())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+@pytest.mark.parametrize("niceness", [10, 0])
+def test_every_stage_but_inference_runs_nicer(niceness: int, tiny_bundle: Path, tmp_path: Path) -> None:
+    for index in range(4):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), np.full((60, 90, 3), 40 * index, np.uint8))
+    bundle = Bundle.load(tiny_bundle)
+    base, inference, output = thread_niceness(), set(), NicenessRecorder()
+    stats = run_pipeline(
+        WithHook(open_backend(bundle), lambda: inference.add(thread_niceness())),
+        open_source(tmp_path / "*.png"),
+        [output],
+        bundle.preprocessing,
+        bundle.classes,
+        stage_niceness=niceness,
+    )
+    assert stats.frames_out == 4 and stats.stage_niceness == niceness
+    assert inference == {base}
+    assert output.seen == {min(19, base + niceness)}
+    assert thread_niceness() == base  # the caller's own thread is untouched
 
 
 @needs_gstreamer

@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Output, backend and pipeline flags shared by `edgekit run` and `edgekit demo`."""
     from edgekit.backends import BACKENDS
+    from edgekit.runner import STAGE_NICENESS
 
     out = parser.add_argument_group("outputs (several at once; none = throughput only)")
     out.add_argument("--output", type=Path, help="write the overlay video (.mp4, .avi)")
@@ -53,6 +54,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--stall-timeout", type=float, default=10.0, help="seconds without a frame = stalled (10)")
     run.add_argument("--queue-size", type=int, default=2, help="frames buffered between stages (2)")
     run.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
+    run.add_argument(
+        "--stage-niceness", type=int, default=STAGE_NICENESS, metavar="N",
+        help=f"run every stage but inference N steps nicer, so inference gets the CPU first "
+        f"(Linux; 0 = equal priority; default {STAGE_NICENESS})",
+    )  # fmt: skip
     cam = parser.add_argument_group("camera requests (v4l2://, csi://)")
     cam.add_argument("--width", type=int, help="capture width")
     cam.add_argument("--height", type=int, help="capture height")
@@ -100,7 +106,7 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
             backend, source, sinks, preprocessing, classes,
             queue_size=args.queue_size, stall_timeout=args.stall_timeout,
             inference_only_iterations=args.measure_inference, max_frames=args.max_frames, alpha=args.alpha,
-            stats_path=args.stats, progress=True,
+            stats_path=args.stats, progress=True, stage_niceness=args.stage_niceness,
         )  # fmt: skip
     summary = (
         f"{stats.frames_out} frames out of {stats.frames_in} in, {stats.frames_dropped} dropped, "
