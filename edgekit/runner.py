@@ -382,9 +382,29 @@ def _applicable_niceness(requested: int) -> int:
     if requested and sys.platform != "linux":
         log.info("stages run at equal CPU priority: lowering one thread's priority needs Linux (%s)", sys.platform)
         return 0
+    if requested and (refused := _renice_refused(requested)):
+        log.warning("stages run at equal CPU priority: this system refuses a lower thread priority (%s)", refused)
+        return 0
     if requested:
         log.info("stages other than inference run %d steps nicer, so inference gets the CPU first", requested)
     return requested
+
+
+def _renice_refused(niceness: int) -> str | None:
+    """Why a thread may not lower its own priority here (a sandbox forbidding setpriority), tried on a throwaway one."""
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            _renice_this_thread(niceness)
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(str(exc))
+
+    probe = threading.Thread(target=attempt, name="edgekit niceness probe")
+    probe.start()
+    probe.join()
+    return outcome[0]
 
 
 def _renice_this_thread(niceness: int) -> None:
