@@ -379,14 +379,15 @@ def _applicable_niceness(requested: int) -> int:
     """The niceness the stages will get, said in the log: per-thread niceness exists on Linux only."""
     if requested < 0:
         raise EdgekitError(f"stage niceness {requested}: only a lower priority (0 to 19) needs no privileges")
-    if requested and sys.platform != "linux":
+    if requested == 0:
+        return 0
+    if sys.platform != "linux":
         log.info("stages run at equal CPU priority: lowering one thread's priority needs Linux (%s)", sys.platform)
         return 0
-    if requested and (refused := _renice_refused(requested)):
+    if refused := _renice_refused(requested):
         log.warning("stages run at equal CPU priority: this system refuses a lower thread priority (%s)", refused)
         return 0
-    if requested:
-        log.info("stages other than inference run %d steps nicer, so inference gets the CPU first", requested)
+    log.info("stages other than inference run %d steps nicer, so inference gets the CPU first", requested)
     return requested
 
 
