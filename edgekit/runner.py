@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,19 +394,9 @@ def _applicable_niceness(requested: int) -> int:
 
 def _renice_refused(niceness: int) -> str | None:
     """Why a thread may not lower its own priority here (a sandbox forbidding setpriority), tried on a throwaway one."""
-    outcome: list[str | None] = []
-
-    def attempt() -> None:
-        try:
-            _renice_this_thread(niceness)
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(str(exc))
-
-    probe = threading.Thread(target=attempt, name="edgekit niceness probe")
-    probe.start()
-    probe.join()
-    return outcome[0]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgekit niceness probe") as probe:
+        error = probe.submit(_renice_this_thread, niceness).exception()
+    return None if error is None else str(error)
 
 
 def _renice_this_thread(niceness: int) -> None:
