@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends import open_backend, resolve_model
-from edgekit.runner import STAGE_NICENESS, input_preparer, model_inputs, run_pipeline, time_inference
-from edgekit.sinks import open_sinks
-from edgekit.sources import open_source
+from edgekit.board.backends import open_backend, resolve_model
+from edgekit.board.pipeline import STAGE_NICENESS, input_preparer, model_inputs, run_pipeline, time_inference
+from edgekit.board.sinks import open_sinks
+from edgekit.board.sources import open_source
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

@@ -5,9 +5,9 @@ train briefly on synthetic street scenes) -> export + simplify + verify the FP32
 (calibration, Q/DQ ONNX and TensorRT calibration cache) -> accuracy of every variant on labelled held-out scenes
 -> ArgMax appended to every variant (the device outputs a class map) -> TensorRT engine where TensorRT and a GPU
 of the target's architecture are present -> manifest and report.
-Everything is staged by :class:`~edgekit.bundle.BundleWriter`, so a failed or interrupted build leaves no
+Everything is staged by :class:`~edgekit.board.bundle.BundleWriter`, so a failed or interrupted build leaves no
 bundle that looks valid. Each stage is delegated to the module that owns it (train, export, calibration,
-quantize, backends.tensorrt_build); this module only orchestrates and records.
+quantize, board.backends.tensorrt.builder); this module only orchestrates and records.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from rich.console import Console
 
-from edgekit.bundle import Bundle, BundleWriter
+from edgekit.board.bundle import Bundle, BundleWriter
+from edgekit.board.targets import PrecisionChoice, Target, choose_precision, load_target
 from edgekit.errors import EdgekitError
-from edgekit.targets import PrecisionChoice, Target, choose_precision, load_target
 
 if TYPE_CHECKING:
+    from edgekit.board.preprocess import Preprocessing
     from edgekit.checkpoint import Checkpoint
-    from edgekit.preprocess import Preprocessing
 
 DEFAULT_MODEL = "espnet"
 DEFAULT_CALIBRATION = "default"
@@ -310,9 +310,9 @@ def evaluate_variants(
     root: Path, variants: dict[str, str], preprocessing: Preprocessing, scenes: int
 ) -> dict[str, Any]:
     """mIoU against the labels of held-out synthetic scenes and pixel agreement with FP32, per ONNX variant."""
+    from edgekit.board.metrics import confusion_matrix, mean_iou
     from edgekit.data.synthetic import generate_scene
     from edgekit.export import ort_session, read_metadata
-    from edgekit.metrics import confusion_matrix, mean_iou
 
     frames = [generate_scene(EVAL_FIRST_SEED + i, preprocessing.input_size) for i in range(scenes)]
     num_classes = len(read_metadata(root / variants["fp32"]).classes)
@@ -412,8 +412,8 @@ class Readiness:
 def compile_readiness(target: Target) -> Readiness:
     if target.backend != "tensorrt":
         return Readiness(False, f"{target.name} runs onnxruntime; no TensorRT engine is needed")
-    from edgekit.backends.tensorrt import tensorrt_unavailable_reason
-    from edgekit.backends.tensorrt_build import current_gpu
+    from edgekit.board.backends.tensorrt.builder import current_gpu
+    from edgekit.board.backends.tensorrt.runner import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason()
     if reason:
@@ -455,7 +455,13 @@ def compile_engine(
     root: Path, manifest: dict[str, Any], dla_core: int | None = None, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
     """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry."""
-    from edgekit.backends.tensorrt_build import EngineRequest, build_engine, onnx_for, parse_release, tensorrt_version
+    from edgekit.board.backends.tensorrt.builder import (
+        EngineRequest,
+        build_engine,
+        onnx_for,
+        parse_release,
+        tensorrt_version,
+    )
 
     version = tensorrt_version()
     if version is None:
@@ -485,7 +491,7 @@ def compile_bundle(
     bundle_dir: Path, dla_core: int | None = None, any_gpu: bool = False, console: Console | None = None
 ) -> Bundle:
     """``edgekit compile`` on the board: build the engine into a verified bundle, atomically, and re-hash it."""
-    from edgekit.targets import parse_target
+    from edgekit.board.targets import parse_target
 
     console = console or Console(stderr=True)
     bundle = Bundle.load(bundle_dir)

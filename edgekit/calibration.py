@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from edgekit.board.preprocess import Preprocessing, read_bgr
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import Preprocessing, read_bgr
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "calibration"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")

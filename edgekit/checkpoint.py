@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekit.classes import ClassSet
+from edgekit.board.classes import ClassSet
+from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
 from edgekit.models import build_model
-from edgekit.preprocess import Preprocessing
 
 FORMAT = "edgekit-checkpoint"
 VERSION = 1

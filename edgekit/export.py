@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.classes import ClassSet
+from edgekit.board.classes import ClassSet
+from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import Preprocessing
 
 if TYPE_CHECKING:
     import onnx
@@ -157,8 +157,8 @@ def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normaliz
 def _verification_frames(
     verify_images: Sequence[Path] | None, size: tuple[int, int]
 ) -> tuple[list[np.ndarray], list[str]]:
+    from edgekit.board.preprocess import read_bgr
     from edgekit.calibration import synthetic_frames
-    from edgekit.preprocess import read_bgr
 
     if verify_images:
         return [read_bgr(p) for p in verify_images], [str(p) for p in verify_images]

@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from edgekit.board.classes import ClassSet
+from edgekit.board.preprocess import Preprocessing, read_bgr
+from edgekit.board.visualize import colorize, draw_legend, overlay
 from edgekit.checkpoint import Checkpoint
-from edgekit.classes import ClassSet
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import Preprocessing, read_bgr
-from edgekit.visualize import colorize, draw_legend, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

@@ -82,7 +82,7 @@ class QuantizeReport:
 
 def _miou(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray], num_classes: int) -> float:
     """mIoU of ``predictions`` against ``references`` (labels or FP32 class maps; 255 = ignore), over all images."""
-    from edgekit.metrics import confusion_matrix, mean_iou
+    from edgekit.board.metrics import confusion_matrix, mean_iou
 
     confusion = sum(
         confusion_matrix(p.reshape(r.shape), np.where(r < num_classes, r, 255), num_classes)
@@ -133,6 +133,7 @@ def quantize_int8(
     """
     import onnx
 
+    from edgekit.board.backends.tensorrt.cache import write_cache
     from edgekit.export import ort_session
     from edgekit.quant.fold import fold_batchnorm
     from edgekit.quant.qdq import (
@@ -146,7 +147,6 @@ def quantize_int8(
         probe_model,
     )
     from edgekit.quant.ranges import collect_stats
-    from edgekit.quant.trtcache import write_cache
 
     started = time.perf_counter()
     onnx_fp32, output = Path(onnx_fp32), Path(output)

@@ -26,16 +26,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from edgekit.board.classes import ClassSet
+from edgekit.board.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, present_classes
+from edgekit.board.preprocess import Preprocessing
 from edgekit.checkpoint import Checkpoint
-from edgekit.classes import ClassSet
 from edgekit.data.datasets import SegmentationSource, open_dataset
 from edgekit.data.loader import Batch, SegmentationDataset, collate
 from edgekit.data.synthetic import SyntheticScenes
 from edgekit.data.transforms import Augmentation
 from edgekit.errors import EdgekitError
-from edgekit.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, present_classes
 from edgekit.models import build_model, get_spec
-from edgekit.preprocess import Preprocessing
 
 IGNORE_INDEX = 255
 SYNTHETIC_VAL_OFFSET = 5_000_000  # validation scenes never share a seed with training scenes

@@ -29,10 +29,10 @@ def _export_tiny_bundle(
     """ESPNet (random weights, seed 0) with optional in-graph normalisation/ArgMax, as a real edgekit bundle."""
     import torch
 
-    from edgekit.bundle import BundleWriter
-    from edgekit.classes import cityscapes_classes
+    from edgekit.board.bundle import BundleWriter
+    from edgekit.board.classes import cityscapes_classes
+    from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.models import build_model
-    from edgekit.preprocess import ESPNET_CITYSCAPES
 
     torch.manual_seed(0)
     net = build_model("espnet", num_classes=20).eval()
@@ -96,10 +96,10 @@ def tiny_espnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded, randomly initialised ESPNet (p=1, q=1, 5 classes) checkpoint at 128x64, for export/quantize."""
     import torch
 
+    from edgekit.board.classes import ClassSet
+    from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.checkpoint import Checkpoint
-    from edgekit.classes import ClassSet
     from edgekit.models import build_model
-    from edgekit.preprocess import ESPNET_CITYSCAPES
 
     torch.manual_seed(0)
     model = build_model("espnet", num_classes=5, p=1, q=1)
@@ -122,7 +122,7 @@ def int8_bundle(tiny_logits_bundle: Path, tmp_path_factory: pytest.TempPathFacto
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from edgekit.bundle import Bundle, BundleWriter
+    from edgekit.board.bundle import Bundle, BundleWriter
 
     source = Bundle.load(tiny_logits_bundle)
     shape = source.manifest["input"]["shape"]
@@ -153,7 +153,7 @@ def bench_document(int8_bundle: Path, tmp_path_factory: pytest.TempPathFactory) 
     import cv2
 
     from edgekit.bench.core import Bench, BenchConfig
-    from edgekit.bench.timing import StopRule
+    from edgekit.board.measure.timing import StopRule
     from edgekit.data.synthetic import generate_scene
 
     scenes = tmp_path_factory.mktemp("scenes")

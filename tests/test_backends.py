@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.backends import choose_backend, open_backend, resolve_model
-from edgekit.backends.base import to_classmap
-from edgekit.backends.onnxruntime import OnnxRuntimeBackend
-from edgekit.backends.tensorrt import check_engine_compatibility, tensorrt_unavailable_reason
-from edgekit.bundle import Bundle
+from edgekit.board.backends import choose_backend, open_backend, resolve_model
+from edgekit.board.backends.base import to_classmap
+from edgekit.board.backends.onnxruntime import OnnxRuntimeBackend
+from edgekit.board.backends.tensorrt.runner import check_engine_compatibility, tensorrt_unavailable_reason
+from edgekit.board.bundle import Bundle
 from edgekit.errors import EdgekitError
 
 TRT_MISSING = tensorrt_unavailable_reason()
@@ -89,13 +89,13 @@ def test_clear_errors(tiny_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_torch_backend_runs_an_edgekit_checkpoint(tmp_path: Path) -> None:
-    pytest.importorskip("edgekit.backends.torch_backend", reason="the PyTorch backend is not in this checkout")
+    pytest.importorskip("edgekit.board.backends.torch_backend", reason="the PyTorch backend is not in this checkout")
     import torch
 
+    from edgekit.board.classes import ClassSet
+    from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.checkpoint import Checkpoint
-    from edgekit.classes import ClassSet
     from edgekit.models import build_model
-    from edgekit.preprocess import ESPNET_CITYSCAPES
 
     torch.manual_seed(0)
     net = build_model("espnet", num_classes=5)
@@ -124,7 +124,7 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_logits_bundle: Path, tmp_path:
     """Build a real engine from the tiny ONNX with TensorRT's own parser and compare with onnxruntime."""
     import tensorrt as trt
 
-    from edgekit.backends.tensorrt import TensorRTBackend
+    from edgekit.board.backends.tensorrt.runner import TensorRTBackend
 
     onnx_file = Bundle.load(tiny_logits_bundle).runtime_onnx
     logger = trt.Logger(trt.Logger.WARNING)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.bundle import Bundle
+from edgekit.board.bundle import Bundle
+from edgekit.board.classes import cityscapes_classes
 from edgekit.checkpoint import Checkpoint
-from edgekit.classes import cityscapes_classes
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.export import ort_session

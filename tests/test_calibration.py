@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgekit.board.preprocess import ESPNET_CITYSCAPES
 from edgekit.calibration import load_calibration
 from edgekit.data.synthetic import generate_scene
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import ESPNET_CITYSCAPES
 
 PREPROCESSING = ESPNET_CITYSCAPES.with_size(64, 32)
 

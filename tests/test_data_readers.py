@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from edgekit.board.preprocess import ESPNET_CITYSCAPES
 from edgekit.data.datasets import CAMVID, UnreadableSample, camvid, folder, open_dataset
 from edgekit.data.loader import SegmentationDataset, Skipped
 from edgekit.data.synthetic import generate_scene, write_cityscapes_layout
 from edgekit.data.transforms import Augmentation
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import ESPNET_CITYSCAPES
 
 
 def test_voc_reader_on_labelme_export(shared: Path) -> None:

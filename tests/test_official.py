@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from edgekit.board.classes import cityscapes_classes
+from edgekit.board.preprocess import read_bgr
 from edgekit.checkpoint import Checkpoint
-from edgekit.classes import cityscapes_classes
 from edgekit.errors import EdgekitError
 from edgekit.models import import_official, load_official
 from edgekit.models.stats import count_params
 from edgekit.predict import predict_labels
-from edgekit.preprocess import read_bgr
 
 # Counted in the released files (../shared/reference/espnet-espnetv2.md, section 1.4).
 ESPNET_PARAMS = {3: 202_649, 5: 267_417, 8: 364_569}

@@ -11,13 +11,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from edgekit.board.backends.tensorrt.cache import hex_to_scale, read_cache, scale_to_hex, trt_version_int, write_cache
 from edgekit.calibration import load_calibration
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.export import export_onnx, ort_session, read_metadata
 from edgekit.quant.fold import fold_batchnorm
-from edgekit.quant.trtcache import hex_to_scale, read_cache, scale_to_hex, trt_version_int, write_cache
 from edgekit.quantize import quantize_int8
 
 
@@ -158,9 +158,9 @@ def test_cli_quantize_and_bare_onnx(tiny_onnx: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_official_espnet_int8_agrees_with_fp32_on_cityscapes(shared: Path, tmp_path: Path) -> None:
     """The quality bar at 512x256: >= 97 % pixel agreement on both Cityscapes frames, >= 80 % MACs in INT8."""
-    from edgekit.classes import cityscapes_classes
+    from edgekit.board.classes import cityscapes_classes
+    from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.models import build_model
-    from edgekit.preprocess import ESPNET_CITYSCAPES
 
     model = build_model("espnet")
     model.load_state_dict(torch.load(shared / "weights/espnet/espnet_p_2_q_8.pth", map_location="cpu"), strict=False)

@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from edgekit.backends import open_backend
-from edgekit.backends.base import Backend
-from edgekit.bundle import Bundle
-from edgekit.runner import PipelineError, run_pipeline
-from edgekit.sinks import open_sinks
-from edgekit.sinks.base import NullSink, OutputFrame
-from edgekit.sources import open_source
-from edgekit.sources.gstreamer import pygobject_gstreamer
+from edgekit.board.backends import open_backend
+from edgekit.board.backends.base import Backend
+from edgekit.board.bundle import Bundle
+from edgekit.board.pipeline import PipelineError, run_pipeline
+from edgekit.board.sinks import open_sinks
+from edgekit.board.sinks.base import NullSink, OutputFrame
+from edgekit.board.sources import open_source
+from edgekit.board.sources.gstreamer import pygobject_gstreamer
 
 needs_gstreamer = pytest.mark.skipif(
     pygobject_gstreamer() is None, reason="PyGObject/GStreamer not installed (make venv installs them)"

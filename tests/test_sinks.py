@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from edgekit.bench.browser import CHROMIUM_FLAGS, find_chromium
-from edgekit.classes import ClassSet
+from edgekit.board.classes import ClassSet
+from edgekit.board.sinks import NullSink, OutputFrame, open_sinks
+from edgekit.board.sinks.images import ImageFilesSink
+from edgekit.board.sinks.mjpeg import MjpegSink
+from edgekit.board.sinks.video import VideoFileSink
+from edgekit.board.sources.base import Frame
+from edgekit.board.visualize import colorize, overlay
 from edgekit.errors import EdgekitError
-from edgekit.sinks import NullSink, OutputFrame, open_sinks
-from edgekit.sinks.images import ImageFilesSink
-from edgekit.sinks.mjpeg import MjpegSink
-from edgekit.sinks.video import VideoFileSink
-from edgekit.sources.base import Frame
-from edgekit.visualize import colorize, overlay
 
 GREEN_BGR = (0, 200, 0)
 

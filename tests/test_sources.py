@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edgekit.board.sources import StallError, open_source
+from edgekit.board.sources.gstreamer import pygobject_gstreamer
 from edgekit.errors import EdgekitError
-from edgekit.sources import StallError, open_source
-from edgekit.sources.gstreamer import pygobject_gstreamer
 
 needs_gstreamer = pytest.mark.skipif(
     pygobject_gstreamer() is None, reason="PyGObject/GStreamer not installed (make venv installs them)"
@@ -170,9 +170,9 @@ def test_http_mjpeg_stream_is_read_live_and_reconnect_gives_up_when_the_server_g
     """Our own MJPEG server as the camera: OpenCV/FFmpeg reads it; after it shuts down the source retries."""
     import threading
 
-    from edgekit.sinks.base import OutputFrame
-    from edgekit.sinks.mjpeg import MjpegSink
-    from edgekit.sources.base import Frame
+    from edgekit.board.sinks.base import OutputFrame
+    from edgekit.board.sinks.mjpeg import MjpegSink
+    from edgekit.board.sources.base import Frame
 
     server = MjpegSink("127.0.0.1:0")
     running = threading.Event()

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgekit.board.targets import choose_precision, load_all_targets, load_target, targets_dir
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
-from edgekit.targets import choose_precision, load_all_targets, load_target, targets_dir
 
 REQUIRED = {
     "jetson-nano",

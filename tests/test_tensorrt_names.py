@@ -1,6 +1,6 @@
 """Every TensorRT name the engine builder touches exists in each target's TensorRT release.
 
-The names are read from edgekit/backends/tensorrt_build.py with ``ast`` (so this cannot drift from the code) and
+The names are read from edgekit/board/backends/tensorrt/builder.py with ``ast`` (so this cannot drift from the code) and
 looked up in shared/reference/tensorrt-api-by-version.json, a per-release dump of the Python bindings' classes,
 methods and enums extracted from NVIDIA's binding sources. Names used only on some releases must be listed in
 ``GATED`` with a range the dump confirms, and their use must follow a ``has(release, NAME)`` check.
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.backends import tensorrt_build
-from edgekit.backends.tensorrt_build import GATED, Release, has
-from edgekit.targets import load_all_targets
+from edgekit.board.backends.tensorrt import builder as tensorrt_build
+from edgekit.board.backends.tensorrt.builder import GATED, Release, has
+from edgekit.board.targets import load_all_targets
 
 MODULE = Path(tensorrt_build.__file__)
 # Defined in tensorrt/__init__.py, outside the pybind11 sources the dump was extracted from.

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.backends.base import Backend, to_classmap
-from edgekit.bench.fingerprint import NOT_AVAILABLE, device_fingerprint, device_tier
-from edgekit.bench.monitor import PowerMonitor, peak_rss_mb, reset_peak_rss
-from edgekit.bench.profile import profile_onnxruntime, profile_tensorrt
-from edgekit.bench.timing import StopRule, TimingResult, latency_stats, time_until_stable
-from edgekit.classes import ClassSet
+from edgekit.board.backends.base import Backend, to_classmap
+from edgekit.board.classes import ClassSet
+from edgekit.board.measure.fingerprint import NOT_AVAILABLE, device_fingerprint, device_tier
+from edgekit.board.measure.monitor import PowerMonitor, peak_rss_mb, reset_peak_rss
+from edgekit.board.measure.profile import profile_onnxruntime, profile_tensorrt
+from edgekit.board.measure.timing import StopRule, TimingResult, latency_stats, time_until_stable
+from edgekit.board.metrics import confusion_matrix, mean_iou
+from edgekit.board.preprocess import Preprocessing, read_bgr
 from edgekit.errors import EdgekitError
-from edgekit.metrics import confusion_matrix, mean_iou
-from edgekit.preprocess import Preprocessing, read_bgr
 
 if TYPE_CHECKING:
     from edgekit.bench.macs import GraphStats
@@ -161,7 +161,7 @@ def random_checkpoint(name: str, num_classes: int) -> Checkpoint:
 
 
 def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
-    from edgekit.bundle import Bundle
+    from edgekit.board.bundle import Bundle
 
     assert config.bundle is not None
     bundle = Bundle.load(config.bundle)
@@ -249,10 +249,10 @@ def _accuracy(config: BenchConfig, maps: np.ndarray, reference: np.ndarray | Non
 
 def _open(backend: str, workload: Workload, precision: str, batch: int, config: BenchConfig) -> Backend:
     """The runner's own backends (``open_backend``), so the bench measures exactly what the runner runs."""
-    from edgekit.backends import open_backend
+    from edgekit.board.backends import open_backend
 
     if backend == "torch":
-        from edgekit.backends.torch_backend import TorchBackend, resolve_device
+        from edgekit.board.backends.torch_backend import TorchBackend, resolve_device
 
         if workload.module is None:
             raise Skip("the torch backend needs a zoo model (--models) or a bundle with its checkpoint")
@@ -318,7 +318,7 @@ class Bench:
         self.target_name: str | None = None
         self.target_kind: str | None = None
         if config.target:
-            from edgekit.targets import load_target
+            from edgekit.board.targets import load_target
 
             target = load_target(config.target)
             self.peak, self.target_name, self.target_kind = dict(target.peak_gmacs), target.name, target.kind
@@ -437,7 +437,7 @@ class Bench:
         trtexec time), beside the host-to-host ``infer`` figure every backend gets."""
         if backend.name != "torch":  # checked by name: importing the torch backend would import torch on a board
             return {"status": "not applicable", "reason": "measured for the torch backend only"}
-        from edgekit.backends.torch_backend import TorchBackend
+        from edgekit.board.backends.torch_backend import TorchBackend
 
         assert isinstance(backend, TorchBackend)
         resident = backend.to_device(batch_input)
@@ -485,9 +485,9 @@ class Bench:
             return {"status": "not applicable", "reason": "the runner streams single frames (batch 1)"}
         if self.config.pipeline_frames <= 0 and self.config.video is None:
             return {"status": NOT_AVAILABLE, "reason": "pipeline measurement turned off (--pipeline-frames 0)"}
-        from edgekit.runner import run_pipeline
-        from edgekit.sinks.base import NullSink
-        from edgekit.sources import open_source
+        from edgekit.board.pipeline import run_pipeline
+        from edgekit.board.sinks.base import NullSink
+        from edgekit.board.sources import open_source
 
         video = self.config.video or self._default_video(workdir)
         stats = run_pipeline(backend, open_source(video), [NullSink()], workload.preprocessing, workload.classes,
@@ -513,7 +513,7 @@ class Bench:
 
     def authors_baseline(self, workload: Workload) -> dict[str, Any]:
         """The naive PyTorch eager FP32 loop exactly as the ESPNet authors timed it (mean of 99 iterations)."""
-        from edgekit.backends.torch_backend import authors_timing_loop
+        from edgekit.board.backends.torch_backend import authors_timing_loop
 
         assert workload.module is not None
         samples = authors_timing_loop(

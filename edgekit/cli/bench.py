@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgekit.bench.core import Bench, BenchConfig, write_results
-    from edgekit.bench.timing import StopRule
+    from edgekit.board.measure.timing import StopRule
     from edgekit.errors import EdgekitError
 
     images: list[Path] = []

@@ -32,8 +32,8 @@ def register(subparsers: Any) -> None:
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Output, backend and pipeline flags shared by `edgekit run` and `edgekit demo`."""
-    from edgekit.backends import BACKENDS
-    from edgekit.runner import STAGE_NICENESS
+    from edgekit.board.backends import BACKENDS
+    from edgekit.board.pipeline import STAGE_NICENESS
 
     out = parser.add_argument_group("outputs (several at once; none = throughput only)")
     out.add_argument("--output", type=Path, help="write the overlay video (.mp4, .avi)")
@@ -84,11 +84,11 @@ def camera_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     """Open backend, source and sinks from the parsed flags, run, print a summary; the exit status."""
-    from edgekit.backends import choose_backend, open_backend, resolve_model
+    from edgekit.board.backends import choose_backend, open_backend, resolve_model
+    from edgekit.board.pipeline import model_inputs, run_pipeline
+    from edgekit.board.sinks import open_sinks
+    from edgekit.board.sources import open_source
     from edgekit.cli.common import console
-    from edgekit.runner import model_inputs, run_pipeline
-    from edgekit.sinks import open_sinks
-    from edgekit.sources import open_source
 
     resolved = resolve_model(model)
     preprocessing, classes = model_inputs(resolved)

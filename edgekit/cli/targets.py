@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from edgekit.targets import Target
+    from edgekit.board.targets import Target
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.targets import load_all_targets, load_target
+    from edgekit.board.targets import load_all_targets, load_target
 
     console = Console()
     if args.action == "show":

@@ -17,9 +17,9 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from edgekit.classes import ClassSet, cityscapes_classes
+from edgekit.board.classes import ClassSet, cityscapes_classes
+from edgekit.board.preprocess import read_bgr
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import read_bgr
 
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from edgekit.board.preprocess import Preprocessing
 from edgekit.data.datasets import SegmentationSource, UnreadableSample
 from edgekit.data.transforms import Augmentation, resize_pair
-from edgekit.preprocess import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -507,7 +507,7 @@ class SyntheticScenes:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from edgekit.classes import cityscapes_classes
+        from edgekit.board.classes import cityscapes_classes
 
         self.classes = cityscapes_classes(with_background=False)
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.board.preprocess import ESPNET_CITYSCAPES
 from edgekit.models.registry import ModelSpec, register
-from edgekit.preprocess import ESPNET_CITYSCAPES
 
 PAPER = "ESPNet (Mehta et al., ECCV 2018)"
 BN_EPS = 1e-3  # the official code's BatchNorm epsilon; the weights were trained with it

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.board.preprocess import IMAGENET
 from edgekit.errors import EdgekitError
 from edgekit.models.registry import ModelSpec, register
-from edgekit.preprocess import IMAGENET
 
 PAPER = "ESPNetv2 (Mehta et al., CVPR 2019)"
 

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.board.preprocess import IMAGENET
 from edgekit.errors import EdgekitError
 from edgekit.models.registry import ModelSpec, register
-from edgekit.preprocess import IMAGENET
 
 PAPER = "Lite-HRNet (Yu et al., CVPR 2021)"
 INPUT_DIVISOR = 32  # the lowest-resolution branch is at 1/32

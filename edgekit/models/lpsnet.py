@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.board.preprocess import IMAGENET
 from edgekit.models.registry import ModelSpec, register
-from edgekit.preprocess import IMAGENET
 
 PAPER = "LPS-Net (Zhang et al., CVPR 2022)"
 STAGE_STRIDES = (2, 2, 2, 2, 1)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from edgekit.bundle import sha256_file
-from edgekit.classes import cityscapes_classes
+from edgekit.board.bundle import sha256_file
+from edgekit.board.classes import cityscapes_classes
+from edgekit.board.preprocess import ESPNET_CITYSCAPES, IMAGENET, Preprocessing
 from edgekit.errors import EdgekitError
 from edgekit.models.espnetv2 import CHANNELS
 from edgekit.models.registry import get_spec
-from edgekit.preprocess import ESPNET_CITYSCAPES, IMAGENET, Preprocessing
 
 if TYPE_CHECKING:
     from edgekit.checkpoint import Checkpoint

@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgekit.backends.base import Backend, to_classmap
-from edgekit.bundle import Bundle
-from edgekit.classes import ClassSet
+from edgekit.board.backends.base import Backend, to_classmap
+from edgekit.board.bundle import Bundle
+from edgekit.board.classes import ClassSet
+from edgekit.board.preprocess import Preprocessing
+from edgekit.board.sinks.base import NullSink, OutputFrame, Sink
+from edgekit.board.sources.base import Frame, Source, StallError
+from edgekit.board.stats import LatencyRecorder, RateMeter, RunStats, latency_summary
+from edgekit.board.visualize import draw_legend, overlay
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import Preprocessing
-from edgekit.sinks.base import NullSink, OutputFrame, Sink
-from edgekit.sources.base import Frame, Source, StallError
-from edgekit.stats import LatencyRecorder, RateMeter, RunStats, latency_summary
-from edgekit.visualize import draw_legend, overlay
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 
+from edgekit.board.sinks.base import OutputFrame, Sink
 from edgekit.errors import EdgekitError
-from edgekit.sinks.base import OutputFrame, Sink
 
 log = logging.getLogger(__name__)
 

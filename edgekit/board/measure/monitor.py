@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.fingerprint import NOT_AVAILABLE
+from edgekit.board.measure.fingerprint import NOT_AVAILABLE
 
 # Total input rail of each Jetson generation as tegrastats names it (Orin/Xavier NX: VDD_IN; Nano/TX2: POM_5V_IN).
 TEGRASTATS_RAIL = re.compile(r"\b(VDD_IN|POM_5V_IN|VIN_SYS_5V0)\s+(\d+)(?:mW)?/(\d+)(?:mW)?")

@@ -18,8 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgekit.board.sinks.base import OutputFrame, Sink
 from edgekit.errors import EdgekitError
-from edgekit.sinks.base import OutputFrame, Sink
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from edgekit.backends.base import Backend, OutputKind
+from edgekit.board.backends.base import Backend, OutputKind
 from edgekit.errors import EdgekitError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekit.backends.base import Backend
+from edgekit.board.backends.base import Backend
 from edgekit.errors import EdgekitError
 
 Precision = Literal["fp32", "fp16"]

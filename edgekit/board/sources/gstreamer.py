@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgekit.board.sources.base import Source, StallError
 from edgekit.errors import EdgekitError
-from edgekit.sources.base import Source, StallError
 
 log = logging.getLogger(__name__)
 

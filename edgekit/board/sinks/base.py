@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.sources.base import Frame
+from edgekit.board.sources.base import Frame
 
 
 @dataclass

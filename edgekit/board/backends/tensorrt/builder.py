@@ -108,7 +108,7 @@ def tensorrt_version() -> str | None:
 
 def current_gpu() -> tuple[str, str]:
     """(name, 'MAJOR.MINOR') of CUDA device 0, through the runner's CUDA binding."""
-    from edgekit.backends.tensorrt import _open_cuda
+    from edgekit.board.backends.tensorrt.runner import _open_cuda
 
     cuda = _open_cuda("auto")
     try:

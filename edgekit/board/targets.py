@@ -49,7 +49,7 @@ _FIELDS = {
 def targets_dir() -> Path:
     """The folder of profiles: ``$EDGEKIT_TARGETS_DIR`` or ``targets/`` of the source tree."""
     override = os.environ.get(TARGETS_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "targets"
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "targets"
 
 
 @dataclass(frozen=True)

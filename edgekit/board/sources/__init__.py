@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekit.board.sources.base import Frame, Source, StallError
+from edgekit.board.sources.images import IMAGE_SUFFIXES, ImageSequenceSource, is_glob
 from edgekit.errors import EdgekitError
-from edgekit.sources.base import Frame, Source, StallError
-from edgekit.sources.images import IMAGE_SUFFIXES, ImageSequenceSource, is_glob
 
 __all__ = ["Frame", "Source", "StallError", "open_source"]
 
@@ -29,24 +29,24 @@ def open_source(uri: str | int | Path, **options: Any) -> Source:
     scheme, _, rest = text.partition("://") if "://" in text else ("", "", text)
     scheme = scheme.lower()
     if isinstance(uri, int) or text.isdigit():
-        from edgekit.sources.v4l2 import V4L2Source
+        from edgekit.board.sources.v4l2 import V4L2Source
 
         return V4L2Source(int(text), **options)
     if scheme == "v4l2":
-        from edgekit.sources.v4l2 import V4L2Source
+        from edgekit.board.sources.v4l2 import V4L2Source
 
         return V4L2Source(rest if rest.startswith("/") else f"/dev/{rest}", **options)
     if scheme == "csi":
-        from edgekit.sources.csi import open_csi
+        from edgekit.board.sources.csi import open_csi
 
         if not rest.isdigit():
             raise EdgekitError(f"csi:// takes a sensor number such as csi://0, not {text!r}")
         return open_csi(int(rest), **options)
     if scheme == "gst":
-        from edgekit.sources.gstreamer import GStreamerSource
+        from edgekit.board.sources.gstreamer import GStreamerSource
 
         return GStreamerSource(rest, **options)
-    from edgekit.sources.network import SCHEMES, NetworkStreamSource
+    from edgekit.board.sources.network import SCHEMES, NetworkStreamSource
 
     if scheme in SCHEMES:
         return NetworkStreamSource(text, **options)
@@ -61,6 +61,6 @@ def open_source(uri: str | int | Path, **options: Any) -> Source:
         return ImageSequenceSource(rest)
     if not path.exists():
         raise EdgekitError(f"source not found: {path} (not a file, folder, glob, camera index or URL)")
-    from edgekit.sources.video import VideoFileSource
+    from edgekit.board.sources.video import VideoFileSource
 
     return VideoFileSource(path)

@@ -7,8 +7,8 @@ import sys
 
 import cv2
 
+from edgekit.board.sinks.base import OutputFrame, Sink
 from edgekit.errors import EdgekitError
-from edgekit.sinks.base import OutputFrame, Sink
 
 QUIT_KEYS = (ord("q"), 27)
 

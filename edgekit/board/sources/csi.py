@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edgekit.board.sources.gstreamer import GStreamerSource, pygobject_gstreamer
 from edgekit.errors import EdgekitError
-from edgekit.sources.gstreamer import GStreamerSource, pygobject_gstreamer
 
 
 def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: float = 30, flip_method: int = 0) -> str:

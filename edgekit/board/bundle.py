@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.classes import ClassSet
+from edgekit.board.classes import ClassSet
+from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
-from edgekit.preprocess import Preprocessing
 
 FORMAT = "edgekit-bundle"
 VERSION = 1

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.base import Backend, OutputKind, to_classmap
-from edgekit.bundle import MANIFEST, Bundle
+from edgekit.board.backends.base import Backend, OutputKind, to_classmap
+from edgekit.board.bundle import MANIFEST, Bundle
 from edgekit.errors import EdgekitError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _bundle_output_kind(bundle: Bundle) -> OutputKind | None:
 
 def choose_backend(model: Bundle | Path, backend: str = "auto") -> tuple[str, str]:
     """(backend, why): 'auto' resolved for this model on this machine; other names pass through."""
-    from edgekit.backends.tensorrt import tensorrt_unavailable_reason
+    from edgekit.board.backends.tensorrt.runner import tensorrt_unavailable_reason
 
     if backend not in BACKENDS:
         raise EdgekitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -78,7 +78,7 @@ def open_backend(model: str | Path | Bundle, backend: str = "auto", **options: A
 def _open(model: Bundle | Path, backend: str, options: dict[str, Any]) -> Backend:
     bundle = model if isinstance(model, Bundle) else None
     if backend == "onnxruntime":
-        from edgekit.backends.onnxruntime import OnnxRuntimeBackend
+        from edgekit.board.backends.onnxruntime import OnnxRuntimeBackend
 
         path = bundle.runtime_onnx if bundle else model
         assert isinstance(path, Path)
@@ -87,7 +87,7 @@ def _open(model: Bundle | Path, backend: str, options: dict[str, Any]) -> Backen
         kind = _bundle_output_kind(bundle) if bundle else None
         return OnnxRuntimeBackend(path, output_kind=kind, **options)
     if backend == "tensorrt":
-        from edgekit.backends.tensorrt import TensorRTBackend
+        from edgekit.board.backends.tensorrt.runner import TensorRTBackend
 
         if bundle is None:
             assert isinstance(model, Path)
@@ -102,7 +102,7 @@ def _open(model: Bundle | Path, backend: str, options: dict[str, Any]) -> Backen
     # torch: an edgekit checkpoint, at its preprocessing's input size unless input_shape is given
     if not isinstance(model, Path) or model.suffix not in CHECKPOINT_SUFFIXES:
         raise EdgekitError("the torch backend runs an edgekit checkpoint (.pt); bundles run on onnxruntime/tensorrt")
-    from edgekit.backends.torch_backend import TorchBackend
+    from edgekit.board.backends.torch_backend import TorchBackend
     from edgekit.checkpoint import Checkpoint
 
     checkpoint = Checkpoint.load(model)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.stats import latency_summary
+from edgekit.board.stats import latency_summary
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 

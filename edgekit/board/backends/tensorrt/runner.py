@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import Backend, OutputKind
+from edgekit.board.backends.base import Backend, OutputKind
 from edgekit.errors import EdgekitError
 
 log = logging.getLogger(__name__)

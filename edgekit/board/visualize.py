@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgekit.classes import ClassSet
+from edgekit.board.classes import ClassSet
 
 
 def colorize(classmap: np.ndarray, classes: ClassSet) -> np.ndarray:

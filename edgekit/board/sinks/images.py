@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cv2
 
+from edgekit.board.sinks.base import OutputFrame, Sink
 from edgekit.errors import EdgekitError
-from edgekit.sinks.base import OutputFrame, Sink
 
 
 class ImageFilesSink(Sink):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.sinks.base import NullSink, OutputFrame, Sink
+from edgekit.board.sinks.base import NullSink, OutputFrame, Sink
 
 __all__ = ["NullSink", "OutputFrame", "Sink", "open_sinks"]
 
@@ -23,19 +23,19 @@ def open_sinks(
     sinks: list[Sink] = []
     try:
         if output:
-            from edgekit.sinks.video import VideoFileSink
+            from edgekit.board.sinks.video import VideoFileSink
 
             sinks.append(VideoFileSink(output, fps=fps))
         if save_frames:
-            from edgekit.sinks.images import ImageFilesSink
+            from edgekit.board.sinks.images import ImageFilesSink
 
             sinks.append(ImageFilesSink(save_frames))
         if serve:
-            from edgekit.sinks.mjpeg import MjpegSink
+            from edgekit.board.sinks.mjpeg import MjpegSink
 
             sinks.append(MjpegSink(serve))
         if show:
-            from edgekit.sinks.window import WindowSink
+            from edgekit.board.sinks.window import WindowSink
 
             sinks.append(WindowSink())
     except BaseException:

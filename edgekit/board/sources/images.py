@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgekit.board.sources.base import Source
 from edgekit.errors import EdgekitError
-from edgekit.sources.base import Source
 
 log = logging.getLogger(__name__)
 
