@@ -412,8 +412,8 @@ class Readiness:
 def compile_readiness(target: Target) -> Readiness:
     if target.backend != "tensorrt":
         return Readiness(False, f"{target.name} runs onnxruntime; no TensorRT engine is needed")
-    from edgekit.board.backends.tensorrt.builder import current_gpu
-    from edgekit.board.backends.tensorrt.runner import tensorrt_unavailable_reason
+    from edgekit.board.backends.tensorrt_backend.builder import current_gpu
+    from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason()
     if reason:
@@ -455,7 +455,7 @@ def compile_engine(
     root: Path, manifest: dict[str, Any], dla_core: int | None = None, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
     """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry."""
-    from edgekit.board.backends.tensorrt.builder import (
+    from edgekit.board.backends.tensorrt_backend.builder import (
         EngineRequest,
         build_engine,
         onnx_for,

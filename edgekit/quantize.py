@@ -133,7 +133,7 @@ def quantize_int8(
     """
     import onnx
 
-    from edgekit.board.backends.tensorrt.cache import write_cache
+    from edgekit.board.backends.tensorrt_backend.cache import write_cache
     from edgekit.export import ort_session
     from edgekit.quant.fold import fold_batchnorm
     from edgekit.quant.qdq import (

@@ -11,7 +11,7 @@ import pytest
 from edgekit.board.backends import choose_backend, open_backend, resolve_model
 from edgekit.board.backends.base import to_classmap
 from edgekit.board.backends.onnxruntime import OnnxRuntimeBackend
-from edgekit.board.backends.tensorrt.runner import check_engine_compatibility, tensorrt_unavailable_reason
+from edgekit.board.backends.tensorrt_backend.runner import check_engine_compatibility, tensorrt_unavailable_reason
 from edgekit.board.bundle import Bundle
 from edgekit.errors import EdgekitError
 
@@ -124,7 +124,7 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_logits_bundle: Path, tmp_path:
     """Build a real engine from the tiny ONNX with TensorRT's own parser and compare with onnxruntime."""
     import tensorrt as trt
 
-    from edgekit.board.backends.tensorrt.runner import TensorRTBackend
+    from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend
 
     onnx_file = Bundle.load(tiny_logits_bundle).runtime_onnx
     logger = trt.Logger(trt.Logger.WARNING)

@@ -11,7 +11,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgekit.board.backends.tensorrt.cache import hex_to_scale, read_cache, scale_to_hex, trt_version_int, write_cache
+from edgekit.board.backends.tensorrt_backend.cache import (
+    hex_to_scale,
+    read_cache,
+    scale_to_hex,
+    trt_version_int,
+    write_cache,
+)
 from edgekit.calibration import load_calibration
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.board.backends.tensorrt.builder import (
+from edgekit.board.backends.tensorrt_backend.builder import (
     EngineRequest,
     build_engine,
     has,
@@ -19,7 +19,7 @@ from edgekit.board.backends.tensorrt.builder import (
     parse_release,
     sidecar_path,
 )
-from edgekit.board.backends.tensorrt.runner import tensorrt_unavailable_reason
+from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
 from edgekit.errors import EdgekitError
 
 VARIANTS = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.qdq.onnx"}
@@ -75,7 +75,7 @@ def tiny_onnx(tmp_path: Path) -> Path:
 def test_real_engine_build_and_inference(gpu_tensorrt: None, tiny_onnx: Path, precision: str) -> None:
     import tensorrt as trt
 
-    from edgekit.board.backends.tensorrt.runner import TensorRTBackend
+    from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend
     from edgekit.export import ort_session
 
     if parse_release(trt.__version__) >= (11, 0) and precision == "fp16":
@@ -94,7 +94,7 @@ def test_real_engine_build_and_inference(gpu_tensorrt: None, tiny_onnx: Path, pr
 
 
 def test_engine_for_another_gpu_is_refused_with_both_names(gpu_tensorrt: None, tiny_onnx: Path) -> None:
-    from edgekit.board.backends.tensorrt.runner import TensorRTBackend
+    from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend
 
     engine_path = tiny_onnx.with_name("model.engine")
     build_engine(EngineRequest(onnx=tiny_onnx, precision="fp32", workspace_mib=256), engine_path)

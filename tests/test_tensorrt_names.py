@@ -1,9 +1,9 @@
 """Every TensorRT name the engine builder touches exists in each target's TensorRT release.
 
-The names are read from edgekit/board/backends/tensorrt/builder.py with ``ast`` (so this cannot drift from the code) and
-looked up in shared/reference/tensorrt-api-by-version.json, a per-release dump of the Python bindings' classes,
-methods and enums extracted from NVIDIA's binding sources. Names used only on some releases must be listed in
-``GATED`` with a range the dump confirms, and their use must follow a ``has(release, NAME)`` check.
+The names are read from edgekit/board/backends/tensorrt_backend/builder.py with ``ast`` (so this cannot drift from
+the code) and looked up in shared/reference/tensorrt-api-by-version.json, a per-release dump of the Python bindings'
+classes, methods and enums extracted from NVIDIA's binding sources. Names used only on some releases must be listed
+in ``GATED`` with a range the dump confirms, and their use must follow a ``has(release, NAME)`` check.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.board.backends.tensorrt import builder as tensorrt_build
-from edgekit.board.backends.tensorrt.builder import GATED, Release, has
+from edgekit.board.backends.tensorrt_backend import builder as tensorrt_build
+from edgekit.board.backends.tensorrt_backend.builder import GATED, Release, has
 from edgekit.board.targets import load_all_targets
 
 MODULE = Path(tensorrt_build.__file__)
@@ -53,9 +53,16 @@ def exists(api: dict[str, list[str]], name: str) -> bool:
 
 
 def trt_class(annotation: ast.expr | None) -> str | None:
-    """'Builder' for an annotation ``trt.Builder`` or ``trt.Builder | None``."""
-    if isinstance(annotation, ast.BinOp):
-        return trt_class(annotation.left)
+    """'Builder' for an annotation ``trt.Builder``, ``"trt.Builder"`` or ``Optional[trt.Builder]`` (board code is
+    3.6: signatures quote a lazily imported module's names)."""
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return trt_class(ast.parse(annotation.value, mode="eval").body)
+    if (
+        isinstance(annotation, ast.Subscript)
+        and isinstance(annotation.value, ast.Name)
+        and annotation.value.id == "Optional"
+    ):
+        return trt_class(annotation.slice)
     if isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name):
         return annotation.attr if annotation.value.id == "trt" else None
     return None

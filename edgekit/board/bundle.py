@@ -5,15 +5,13 @@ never leaves a half-written bundle that looks valid), read by the runner, ``edge
 benchmarks. Every file is listed with its sha256 and verified at load. Torch-free: boards read bundles.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional, Type, Union
 
 from edgekit.board.classes import ClassSet
 from edgekit.board.preprocess import Preprocessing
@@ -47,7 +45,7 @@ class Bundle:
     """
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Dict[str, Any]
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -61,7 +59,7 @@ class Bundle:
     def model_name(self) -> str:
         return str(self.manifest["model"]["name"])
 
-    def artifact(self, relative: str | None) -> Path | None:
+    def artifact(self, relative: Optional[str]) -> Optional[Path]:
         return None if relative is None else self.root / relative
 
     @property
@@ -72,11 +70,11 @@ class Bundle:
         return path
 
     @property
-    def engine(self) -> Path | None:
+    def engine(self) -> Optional[Path]:
         return self.artifact(self.manifest["artifacts"].get("engine"))
 
     @classmethod
-    def load(cls, root: str | Path, verify: bool = True) -> Bundle:
+    def load(cls, root: Union[str, Path], verify: bool = True) -> "Bundle":
         root = Path(root)
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
@@ -111,7 +109,7 @@ class Bundle:
 class BundleWriter:
     """Stage a bundle in a temporary sibling folder; ``commit`` hashes the files and renames it into place."""
 
-    def __init__(self, destination: str | Path) -> None:
+    def __init__(self, destination: Union[str, Path]) -> None:
         self.destination = Path(destination).resolve()
         self.destination.parent.mkdir(parents=True, exist_ok=True)
         self.staging = self.destination.with_name(f".{self.destination.name}.partial-{uuid.uuid4().hex[:8]}")
@@ -123,7 +121,7 @@ class BundleWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def commit(self, manifest: dict[str, Any]) -> Bundle:
+    def commit(self, manifest: Dict[str, Any]) -> Bundle:
         files = {
             str(p.relative_to(self.staging)): sha256_file(p)
             for p in sorted(self.staging.rglob("*"))
@@ -143,9 +141,9 @@ class BundleWriter:
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def __enter__(self) -> BundleWriter:
+    def __enter__(self) -> "BundleWriter":
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], *rest: object) -> None:
         if exc_type is not None or self.staging.exists():
             self.abort()

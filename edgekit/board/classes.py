@@ -1,9 +1,7 @@
 """Class names and colours that travel with every checkpoint and bundle."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -14,8 +12,8 @@ from edgekit.errors import EdgekitError
 class ClassSet:
     """Names and RGB colours, indexed by the network's output channel."""
 
-    names: tuple[str, ...]
-    palette: tuple[tuple[int, int, int], ...]
+    names: Tuple[str, ...]
+    palette: Tuple[Tuple[int, int, int], ...]
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.palette):
@@ -30,11 +28,11 @@ class ClassSet:
         lut[: len(self.palette)] = np.asarray(self.palette, np.uint8)[:, ::-1]
         return lut
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Dict[str, Any]:
         return {"names": list(self.names), "palette": [list(c) for c in self.palette]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClassSet:
+    def from_dict(cls, data: Dict[str, Any]) -> "ClassSet":
         try:
             return cls(
                 names=tuple(str(n) for n in data["names"]),
@@ -44,7 +42,7 @@ class ClassSet:
             raise EdgekitError(f"invalid class description: {exc}") from exc
 
     @classmethod
-    def generic(cls, count: int) -> ClassSet:
+    def generic(cls, count: int) -> "ClassSet":
         """Numbered classes with well-separated colours, for models trained on unnamed labels."""
         rng = np.random.default_rng(0)
         colours = rng.integers(0, 256, size=(count, 3))

@@ -3,8 +3,6 @@
 Torch-free (numpy), so the runner and the benchmarks on a board score predictions with the same code as training.
 """
 
-from __future__ import annotations
-
 import numpy as np
 
 from edgekit.errors import EdgekitError

@@ -14,8 +14,6 @@ drawing and encoding fill the gaps instead of stalling it.
 ``edgekit demo`` are thin layers over it.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 import queue
@@ -23,13 +21,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -68,9 +65,9 @@ class PipelineError(EdgekitError):
 @dataclass
 class _Item:
     frame: Frame
-    tensor: np.ndarray | None = None
-    output: np.ndarray | None = None
-    result: OutputFrame | None = None
+    tensor: Optional[np.ndarray] = None
+    output: Optional[np.ndarray] = None
+    result: Optional[OutputFrame] = None
 
 
 @dataclass
@@ -80,7 +77,7 @@ class _Control:
     stop: threading.Event = field(default_factory=threading.Event)
     abort: threading.Event = field(default_factory=threading.Event)
     stopped_by: str = "end of stream"
-    error: BaseException | None = None
+    error: Optional[BaseException] = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, error: BaseException) -> None:
@@ -99,7 +96,7 @@ class _Control:
             self.stopped_by = why
         self.stop.set()
 
-    def put(self, out: queue.Queue[Any], item: Any) -> bool:
+    def put(self, out: queue.Queue, item: Any) -> bool:
         """Block until there is room; False when the run is aborted meanwhile."""
         while not self.abort.is_set():
             try:
@@ -109,7 +106,7 @@ class _Control:
                 continue
         return False
 
-    def get(self, source: queue.Queue[Any]) -> Any:
+    def get(self, source: queue.Queue) -> Any:
         """The next item, or _END when the run is aborted meanwhile."""
         while not self.abort.is_set():
             try:
@@ -143,7 +140,7 @@ def input_preparer(backend: Backend, preprocessing: Preprocessing) -> Callable[[
 
 def render(
     frame: Frame, output: np.ndarray, backend: Backend, classes: ClassSet, alpha: float, legend: bool
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Tuple[np.ndarray, np.ndarray]:
     """(overlay image with legend, class map) for one frame's model output."""
     classmap = to_classmap(output, backend.output_kind)[0]
     image = overlay(frame.image, classmap, classes, alpha)
@@ -153,7 +150,7 @@ def render(
     return image, classmap
 
 
-def time_inference(backend: Backend, tensor: np.ndarray, iterations: int) -> list[float]:
+def time_inference(backend: Backend, tensor: np.ndarray, iterations: int) -> List[float]:
     """Seconds of each of ``iterations`` back-to-back backend.infer calls on one real input."""
     durations = []
     for _ in range(iterations):
@@ -171,10 +168,10 @@ class _InferenceOnly:
     tensor: np.ndarray
     iterations: int
     warmup: int
-    before: list[float] = field(default_factory=list)
-    after: list[float] = field(default_factory=list)
+    before: List[float] = field(default_factory=list)
+    after: List[float] = field(default_factory=list)
 
-    def summary(self, in_pipeline: list[float]) -> dict[str, Any]:
+    def summary(self, in_pipeline: List[float]) -> Dict[str, Any]:
         both = self.before + self.after
         return {
             "iterations_before": len(self.before),
@@ -195,7 +192,7 @@ def _signals_request_stop(control: _Control, enabled: bool) -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
+    def handler(signum: int, _frame: Optional[FrameType]) -> None:
         control.request_stop(f"interrupted ({signal.Signals(signum).name})")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -217,10 +214,10 @@ def run_pipeline(
     stall_timeout: float = 10.0,
     warmup: int = 2,
     inference_only_iterations: int = 0,
-    max_frames: int | None = None,
+    max_frames: Optional[int] = None,
     alpha: float = 0.5,
     legend: bool = True,
-    stats_path: str | Path | None = None,
+    stats_path: Optional[Union[str, Path]] = None,
     progress: bool = False,
     handle_signals: bool = True,
     stage_niceness: int = STAGE_NICENESS,
@@ -242,11 +239,11 @@ def run_pipeline(
         backend={**backend.describe(), "chosen_because": backend.chosen_because},
     )
     stats.sinks = [sink.describe() for sink in sinks]
-    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=max(queue_size, 1)) for _ in STAGES[1:]]
-    times: dict[str, float] = {}
+    queues: List[queue.Queue] = [queue.Queue(maxsize=max(queue_size, 1)) for _ in STAGES[1:]]
+    times: Dict[str, float] = {}
     draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
 
-    def read() -> Frame | None:
+    def read() -> Optional[Frame]:
         """The next frame; waits in short slices so a stop request is seen while a live source is silent."""
         began = time.perf_counter()
         while True:
@@ -265,7 +262,7 @@ def run_pipeline(
             latencies.add("capture", time.perf_counter() - began)
         return frame
 
-    def capture(first: Frame | None) -> None:
+    def capture(first: Optional[Frame]) -> None:
         frame = first
         while frame is not None and not control.stop.is_set() and not control.abort.is_set():
             times.setdefault("first_in", time.perf_counter())
@@ -310,10 +307,11 @@ def run_pipeline(
         if any(sink.stop_requested for sink in sinks):
             control.request_stop("stopped from a sink (window closed)")
 
-    def stage(
-        name: str, work: Callable[[_Item], None], inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None
-    ) -> None:
-        while (item := control.get(inbox)) is not _END:
+    def stage(name: str, work: Callable[[_Item], None], inbox: queue.Queue, outbox: Optional[queue.Queue]) -> None:
+        while True:
+            item = control.get(inbox)
+            if item is _END:
+                break
             began = time.perf_counter()
             work(item)
             latencies.add(name, time.perf_counter() - began)
@@ -337,7 +335,7 @@ def run_pipeline(
     progress_bar = _progress(source, enabled=progress)
     log.info("running %s -> %s on %s", stats.source, ", ".join(stats.sinks), backend.name)
     started = time.perf_counter()
-    timing: _InferenceOnly | None = None
+    timing: Optional[_InferenceOnly] = None
     try:
         stats.stage_niceness = _applicable_niceness(stage_niceness)  # in here: a bad value still closes the sinks
         with _signals_request_stop(control, handle_signals), _opencv_single_threaded():
@@ -349,7 +347,7 @@ def run_pipeline(
                 workers.append(guarded(0 if name == "inference" else niceness, stage, name, work, queues[i], outbox))
             threads = [
                 threading.Thread(target=work, name=f"edgekit {name}", daemon=True)
-                for work, name in zip(workers, STAGES, strict=True)
+                for work, name in zip(workers, STAGES)
             ]
             for thread in threads:
                 thread.start()
@@ -385,14 +383,15 @@ def _applicable_niceness(requested: int) -> int:
     if sys.platform != "linux":
         log.info("stages run at equal CPU priority: lowering one thread's priority needs Linux (%s)", sys.platform)
         return 0
-    if refused := _renice_refused(requested):
+    refused = _renice_refused(requested)
+    if refused:
         log.warning("stages run at equal CPU priority: this system refuses a lower thread priority (%s)", refused)
         return 0
     log.info("stages other than inference run %d steps nicer, so inference gets the CPU first", requested)
     return requested
 
 
-def _renice_refused(niceness: int) -> str | None:
+def _renice_refused(niceness: int) -> Optional[str]:
     """Why a thread may not lower its own priority here (a sandbox forbidding setpriority), tried on a throwaway one."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgekit niceness probe") as probe:
         error = probe.submit(_renice_this_thread, niceness).exception()
@@ -400,10 +399,12 @@ def _renice_refused(niceness: int) -> str | None:
 
 
 def _renice_this_thread(niceness: int) -> None:
-    """Make the calling thread ``niceness`` steps nicer (capped at 19); on Linux a nice value is per thread."""
-    thread_id = threading.get_native_id()
-    current = os.getpriority(os.PRIO_PROCESS, thread_id)
-    os.setpriority(os.PRIO_PROCESS, thread_id, min(19, current + niceness))
+    """Make the calling thread ``niceness`` steps nicer (capped at 19).
+
+    On Linux a nice value is per thread, and ``who`` 0 names the calling thread (threading.get_native_id is 3.8+).
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, min(19, current + niceness))
 
 
 @contextmanager
@@ -421,10 +422,10 @@ def _opencv_single_threaded() -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
-def _wait(threads: list[threading.Thread], control: _Control) -> None:
+def _wait(threads: List[threading.Thread], control: _Control) -> None:
     """Join the stages; once aborted, give them a short grace and move on to finalizing the outputs even if one
     is stuck in a driver call (the threads are daemons and end with the process)."""
-    deadline: float | None = None
+    deadline: Optional[float] = None
     while any(thread.is_alive() for thread in threads):
         if control.abort.is_set():
             deadline = deadline or time.monotonic() + _ABORT_GRACE
@@ -436,13 +437,13 @@ def _wait(threads: list[threading.Thread], control: _Control) -> None:
 
 
 def _first_frame(
-    read: Callable[[], Frame | None],
+    read: Callable[[], Optional[Frame]],
     prepare: Callable[[np.ndarray], np.ndarray],
     backend: Backend,
     warmup: int,
     iterations: int,
     control: _Control,
-) -> tuple[Frame | None, _InferenceOnly | None]:
+) -> Tuple[Optional[Frame], Optional[_InferenceOnly]]:
     """Read the first frame, warm the backend up on it and time inference alone, before the stages start.
 
     The frame then enters the pipeline re-stamped, so the deliberate hold does not count as latency; live
@@ -466,7 +467,7 @@ def _first_frame(
 
 def _close_all(source: Source, sinks: Sequence[Sink], control: _Control) -> None:
     """Close everything even when one close fails (a full disk while finalizing the video), keeping the error."""
-    closables: list[Source | Sink] = [source, *sinks]
+    closables: List[Union[Source, Sink]] = [source, *sinks]
     for closable in closables:
         try:
             closable.close()
@@ -479,7 +480,7 @@ def _finish(
     control: _Control,
     source: Source,
     latencies: LatencyRecorder,
-    times: dict[str, float],
+    times: Dict[str, float],
     started: float,
 ) -> None:
     stats.stopped_by = control.stopped_by
@@ -496,7 +497,7 @@ def _finish(
 class _Progress:
     """A rich progress bar (total known for files and folders) updated from the output thread."""
 
-    def __init__(self, total: int | None, what: str) -> None:
+    def __init__(self, total: Optional[int], what: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from edgekit.cli.common import console
@@ -515,13 +516,13 @@ class _Progress:
         self.progress.stop()
 
 
-def _progress(source: Source, enabled: bool) -> _Progress | None:
+def _progress(source: Source, enabled: bool) -> Optional[_Progress]:
     if not enabled:
         return None
     return _Progress(source.frame_count, "live" if source.live else "frames")
 
 
-def model_inputs(model: Bundle | Path) -> tuple[Preprocessing, ClassSet]:
+def model_inputs(model: Union[Bundle, Path]) -> Tuple[Preprocessing, ClassSet]:
     """The preprocessing and classes a model was trained with: from a bundle's manifest, an exported ONNX's
     metadata (read through onnxruntime, so no onnx package is needed on a board) or a checkpoint."""
     if isinstance(model, Bundle):

@@ -5,14 +5,13 @@ object, so that INT8 calibration sees exactly what the runner feeds and official
 authors fed them. Torch-free: the runner on a board uses it too.
 """
 
-from __future__ import annotations
-
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Dict, Tuple, Union
 
 import cv2
 import numpy as np
+from typing_extensions import Literal  # typing.Literal is 3.8+; JetPack 4.6 has 3.6
 
 from edgekit.errors import EdgekitError
 
@@ -28,9 +27,9 @@ class Preprocessing:
     pixel units and then divide by 255 (scale=1/255); ImageNet-style models use scale=1 with mean/std times 255.
     """
 
-    input_size: tuple[int, int]  # (width, height) of the network input
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (255.0, 255.0, 255.0)
+    input_size: Tuple[int, int]  # (width, height) of the network input
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (255.0, 255.0, 255.0)
     scale: float = 1.0
     channel_order: ChannelOrder = "RGB"
     resize: ResizeMethod = "cv2-bilinear"
@@ -52,11 +51,11 @@ class Preprocessing:
     def height(self) -> int:
         return self.input_size[1]
 
-    def with_size(self, width: int, height: int) -> Preprocessing:
+    def with_size(self, width: int, height: int) -> "Preprocessing":
         """The same normalisation at another network input size."""
         return Preprocessing(**{**self.to_dict(), "input_size": (width, height)})
 
-    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+    def affine(self) -> Tuple[np.ndarray, np.ndarray]:
         """Per-channel (gain, bias) with ``y = x * gain + bias`` — what an in-graph normalisation layer bakes in."""
         std = np.asarray(self.std, np.float32)
         mean = np.asarray(self.mean, np.float32)
@@ -98,11 +97,11 @@ class Preprocessing:
         x[0] += bias[:, None, None]
         return x
 
-    def load(self, path: str | Path) -> np.ndarray:
+    def load(self, path: Union[str, Path]) -> np.ndarray:
         """Read an image file and preprocess it; a clear error when it is missing or unreadable."""
         return self(read_bgr(path))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
         data["input_size"] = list(self.input_size)
         data["mean"] = list(self.mean)
@@ -110,7 +109,7 @@ class Preprocessing:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+    def from_dict(cls, data: Dict[str, Any]) -> "Preprocessing":
         try:
             return cls(
                 input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
@@ -138,7 +137,7 @@ def check_bgr_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def read_bgr(path: str | Path) -> np.ndarray:
+def read_bgr(path: Union[str, Path]) -> np.ndarray:
     """cv2.imread with errors that name the file instead of returning None."""
     path = Path(path)
     if not path.is_file():

@@ -4,30 +4,27 @@ Percentiles use numpy's default (linear interpolation), so a p99 from 100 sample
 between the two slowest frames rather than simply the slowest one.
 """
 
-from __future__ import annotations
-
 import json
 import threading
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Deque, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
 PERCENTILES = (50, 90, 99)
 
 
-def latency_summary(seconds: Iterable[float]) -> dict[str, float | int | None]:
+def latency_summary(seconds: Iterable[float]) -> Dict[str, Optional[Union[float, int]]]:
     """{count, mean_ms, p50_ms, p90_ms, p99_ms, max_ms} of durations given in seconds (None when empty)."""
     samples = np.asarray(list(seconds), dtype=np.float64) * 1000.0
-    summary: dict[str, float | int | None] = {"count": int(samples.size)}
+    summary: Dict[str, Optional[Union[float, int]]] = {"count": int(samples.size)}
     if samples.size == 0:
         summary.update({"mean_ms": None, **{f"p{q}_ms": None for q in PERCENTILES}, "max_ms": None})
         return summary
     summary["mean_ms"] = round(float(samples.mean()), 3)
-    for q, value in zip(PERCENTILES, np.percentile(samples, PERCENTILES), strict=True):
+    for q, value in zip(PERCENTILES, np.percentile(samples, PERCENTILES)):
         summary[f"p{q}_ms"] = round(float(value), 3)
     summary["max_ms"] = round(float(samples.max()), 3)
     return summary
@@ -37,18 +34,18 @@ class LatencyRecorder:
     """Thread-safe collection of durations per named stage."""
 
     def __init__(self) -> None:
-        self._samples: dict[str, list[float]] = {}
+        self._samples: Dict[str, List[float]] = {}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._samples.setdefault(stage, []).append(seconds)
 
-    def samples(self, stage: str) -> list[float]:
+    def samples(self, stage: str) -> List[float]:
         with self._lock:
             return list(self._samples.get(stage, []))
 
-    def summary(self) -> dict[str, dict[str, float | int | None]]:
+    def summary(self) -> Dict[str, Dict[str, Optional[Union[float, int]]]]:
         with self._lock:
             return {stage: latency_summary(values) for stage, values in self._samples.items()}
 
@@ -57,8 +54,8 @@ class RateMeter:
     """Frames per second and latency over the last ``window`` events, for live displays (HUD, browser page)."""
 
     def __init__(self, window: int = 30) -> None:
-        self._times: deque[float] = deque(maxlen=window)
-        self._latencies: deque[float] = deque(maxlen=window)
+        self._times: Deque[float] = deque(maxlen=window)
+        self._latencies: Deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
 
     def tick(self, now: float, latency: float) -> None:
@@ -82,28 +79,28 @@ class RunStats:
     """What one run of the pipeline did; ``to_json`` is the file ``--stats`` writes."""
 
     source: str
-    backend: dict[str, Any]  # backend.describe() and why it was chosen
-    sinks: list[str] = field(default_factory=list)
+    backend: Dict[str, Any]  # backend.describe() and why it was chosen
+    sinks: List[str] = field(default_factory=list)
     frames_in: int = 0  # frames taken from the source into the pipeline
     frames_out: int = 0  # frames that reached every sink
     frames_dropped: int = 0  # stale live frames replaced by newer ones before the pipeline took them
     frames_skipped: int = 0  # unreadable frames (a corrupt image in a folder) skipped and counted
-    skipped: list[str] = field(default_factory=list)  # what was skipped and why
+    skipped: List[str] = field(default_factory=list)  # what was skipped and why
     duration_s: float = 0.0  # wall time from the first frame taken to the last frame written
     fps: float = 0.0  # steady-state end-to-end throughput: (frames_out - 1) / (last output - first output)
     # end_to_end (capture to written) and per stage; "capture" is the wait for the next frame (for a live source,
     # the time until a newer one arrives), the others are the stage's own work
-    latency: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
-    inference_only: dict[str, Any] | None = None  # backend.infer alone, same input, same run
-    fps_vs_inference_only: float | None = None  # fps / inference_only fps: how well the pipeline hides the rest
+    latency: Dict[str, Dict[str, Optional[Union[float, int]]]] = field(default_factory=dict)
+    inference_only: Optional[Dict[str, Any]] = None  # backend.infer alone, same input, same run
+    fps_vs_inference_only: Optional[float] = None  # fps / inference_only fps: how well the pipeline hides the rest
     stage_niceness: int = 0  # how much nicer than inference the other stages ran (Linux; 0 = equal priority)
     stopped_by: str = "end of stream"
-    error: str | None = None
+    error: Optional[str] = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
-    def write_json(self, path: str | Path) -> Path:
+    def write_json(self, path: Union[str, Path]) -> Path:
         """Write atomically, so an interrupted run never leaves half a stats file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

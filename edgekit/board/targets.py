@@ -7,23 +7,22 @@ Validation is hand-written (a few dozen lines) so that it runs on a board's Pyth
 names the file and the field in every error. Torch-free.
 """
 
-from __future__ import annotations
-
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 import yaml
+from typing_extensions import Literal  # typing.Literal is 3.8+; JetPack 4.6 has 3.6
 
 from edgekit.errors import EdgekitError
 
 Precision = Literal["fp32", "fp16", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+PRECISIONS: Tuple[Precision, ...] = ("fp32", "fp16", "int8")
 KINDS = ("jetson", "desktop", "cpu")
 BACKENDS = ("tensorrt", "onnxruntime")
 # Where an unavailable precision falls back to: towards more precision, never silently to less accuracy.
-FALLBACK: dict[Precision, tuple[Precision, ...]] = {"int8": ("fp16", "fp32"), "fp16": ("fp32",), "fp32": ()}
+FALLBACK: Dict[Precision, Tuple[Precision, ...]] = {"int8": ("fp16", "fp32"), "fp16": ("fp32",), "fp32": ()}
 
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
 _FIELDS = {
@@ -60,35 +59,35 @@ class Target:
     description: str
     kind: str
     backend: str
-    memory_gib: float | None
-    precisions: tuple[Precision, ...]
-    unsupported: dict[str, str]  # precision -> why the device lacks it
+    memory_gib: Optional[float]
+    precisions: Tuple[Precision, ...]
+    unsupported: Dict[str, str]  # precision -> why the device lacks it
     default_precision: Precision
     dla_cores: int
-    input_size: tuple[int, int]  # (width, height)
-    peak_gmacs: dict[str, float | None]  # precision -> GMAC/s (None where not applicable)
+    input_size: Tuple[int, int]  # (width, height)
+    peak_gmacs: Dict[str, Optional[float]]  # precision -> GMAC/s (None where not applicable)
     peak_source: str
-    sources: tuple[str, ...]
+    sources: Tuple[str, ...]
     path: Path
-    gpu_name: str | None = None
-    compute_capability: tuple[int, int] | None = None
-    software: dict[str, str] = field(default_factory=dict)  # jetpack, tensorrt, cuda, python
-    workspace_mib: int | None = None
-    builder_optimization_level: int | None = None
+    gpu_name: Optional[str] = None
+    compute_capability: Optional[Tuple[int, int]] = None
+    software: Dict[str, str] = field(default_factory=dict)  # jetpack, tensorrt, cuda, python
+    workspace_mib: Optional[int] = None
+    builder_optimization_level: Optional[int] = None
 
     @property
-    def tensorrt_version(self) -> tuple[int, ...] | None:
+    def tensorrt_version(self) -> Optional[Tuple[int, ...]]:
         version = self.software.get("tensorrt")
         return None if version is None else tuple(int(p) for p in version.split("."))
 
     @property
-    def sm(self) -> str | None:
+    def sm(self) -> Optional[str]:
         if self.compute_capability is None:
             return None
         major, minor = self.compute_capability
         return f"sm_{major}{minor}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Dict[str, Any]:
         """The profile as recorded in a bundle manifest, so the board needs no copy of ``targets/``."""
         return {
             "name": self.name,
@@ -116,7 +115,7 @@ class Target:
 class PrecisionChoice:
     """The precision a build uses, and why (so a substitution is never silent)."""
 
-    requested: Precision | None
+    requested: Optional[Precision]
     chosen: Precision
     reason: str
 
@@ -125,7 +124,7 @@ class PrecisionChoice:
         return self.requested is not None and self.requested != self.chosen
 
 
-def choose_precision(target: Target, requested: str | None = None, strict: bool = False) -> PrecisionChoice:
+def choose_precision(target: Target, requested: Optional[str] = None, strict: bool = False) -> PrecisionChoice:
     """The requested precision if the target runs it fast, else the closer-to-FP32 one it does (error if strict)."""
     if requested is None:
         return PrecisionChoice(None, target.default_precision, f"the default precision of {target.name}")
@@ -140,17 +139,17 @@ def choose_precision(target: Target, requested: str | None = None, strict: bool 
             f"{wanted.upper()} is not available on {target.name}: {why}; "
             f"choose one of {', '.join(target.precisions)} or drop --strict"
         )
-    chosen = next(p for p in FALLBACK[wanted] if p in target.precisions)
+    chosen = cast(Precision, next(p for p in FALLBACK[wanted] if p in target.precisions))
     return PrecisionChoice(
         wanted, chosen, f"{wanted.upper()} is not available on {target.name} ({why}); using {chosen.upper()} instead"
     )
 
 
-def available_targets() -> list[str]:
+def available_targets() -> List[str]:
     return sorted(p.stem for p in targets_dir().glob("*.yaml"))
 
 
-def load_target(name_or_path: str | Path) -> Target:
+def load_target(name_or_path: Union[str, Path]) -> Target:
     """A profile by name (``jetson-nano``) or by the path of a YAML file."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -169,21 +168,21 @@ def load_target(name_or_path: str | Path) -> Target:
     return parse_target(raw, path)
 
 
-def load_all_targets() -> list[Target]:
+def load_all_targets() -> List[Target]:
     return [load_target(name) for name in available_targets()]
 
 
 class _Reader:
     """Typed access to one profile's fields with errors that name the file and the field."""
 
-    def __init__(self, raw: dict[str, Any], path: Path) -> None:
+    def __init__(self, raw: Dict[str, Any], path: Path) -> None:
         self.raw = raw
         self.path = path
 
     def fail(self, key: str, problem: str) -> EdgekitError:
         return EdgekitError(f"{self.path}: field '{key}': {problem}")
 
-    def get(self, key: str, types: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    def get(self, key: str, types: Union[type, Tuple[type, ...]], *, optional: bool = False) -> Any:
         value = self.raw.get(key)
         if value is None and optional:
             return None
@@ -239,7 +238,7 @@ def parse_target(raw: object, path: Path) -> Target:
         raise r.fail("peak_gmacs", "needs a 'source' saying where the figures come from")
     for precision, value in peak.items():
         r.precision("peak_gmacs", precision)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise r.fail("peak_gmacs", f"{precision}: expected a positive number or null, got {value!r}")
 
     sources = r.get("sources", list)
@@ -274,7 +273,7 @@ def parse_target(raw: object, path: Path) -> Target:
         kind=kind,
         backend=backend,
         memory_gib=None if memory is None else float(memory),
-        precisions=precisions,
+        precisions=cast(Tuple[Precision, ...], precisions),
         unsupported=unsupported,
         default_precision=default,
         dla_cores=dla,
@@ -291,7 +290,7 @@ def parse_target(raw: object, path: Path) -> Target:
     )
 
 
-def _parse_capability(r: _Reader, value: object) -> tuple[int, int]:
+def _parse_capability(r: _Reader, value: object) -> Tuple[int, int]:
     text = str(value) if isinstance(value, str) else ""
     major, dot, minor = text.partition(".")
     if not (dot and major.isdigit() and minor.isdigit()):

@@ -1,6 +1,6 @@
 """Colouring class maps and blending them over frames: shared by `edgekit predict` and the runner's sinks."""
 
-from __future__ import annotations
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -27,7 +27,7 @@ def overlay(frame_bgr: np.ndarray, classmap: np.ndarray, classes: ClassSet, alph
     return cv2.addWeighted(frame_bgr, 1.0 - alpha, colorize(classmap, classes), alpha, 0.0)
 
 
-def draw_legend(image_bgr: np.ndarray, classes: ClassSet, present: np.ndarray | None = None) -> np.ndarray:
+def draw_legend(image_bgr: np.ndarray, classes: ClassSet, present: Optional[np.ndarray] = None) -> np.ndarray:
     """Draw a colour legend in the top-left corner (only the classes in ``present`` when given); in place."""
     ids = range(len(classes)) if present is None else [int(i) for i in present if i < len(classes)]
     y = 8

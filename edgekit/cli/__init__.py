@@ -4,12 +4,10 @@ Each subcommand lives in its own module with ``register(subparsers)``; heavy imp
 the handlers so that ``edgekit --help`` and the board-side commands start fast and never need torch.
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from typing import Optional, Sequence
 
 from edgekit import __version__
 from edgekit.errors import EdgekitError
@@ -44,13 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lightweight semantic segmentation from training to real-time inference on Jetson and GPUs.",
     )
     parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True  # a keyword argument only from 3.7
     for name in COMMAND_MODULES:
         importlib.import_module(f"edgekit.cli.{name}").register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,25 +1,23 @@
 """``edgekit bench``: latency, FPS, memory, power, accuracy and MACs per combination, into one JSON file."""
 
-from __future__ import annotations
-
 import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Tuple
 
 from edgekit.cli.common import console, parse_size
 
 
-def _csv(text: str) -> list[str]:
+def _csv(text: str) -> List[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _sizes(text: str) -> list[tuple[int, int]]:
+def _sizes(text: str) -> List[Tuple[int, int]]:
     return [parse_size(part) for part in _csv(text)]
 
 
-def _batches(text: str) -> list[int]:
+def _batches(text: str) -> List[int]:
     try:
         values = [int(part) for part in _csv(text)]
     except ValueError:
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.board.measure.timing import StopRule
     from edgekit.errors import EdgekitError
 
-    images: list[Path] = []
+    images: List[Path] = []
     if args.images is not None:
         if not args.images.is_dir():
             raise EdgekitError(f"--images {args.images} is not a folder of images")
@@ -101,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline_frames=args.pipeline_frames,
     )
     bench = Bench(config)
-    command = shlex.join(["edgekit", *sys.argv[1:]])
+    command = " ".join(shlex.quote(word) for word in ["edgekit", *sys.argv[1:]])
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("bench", total=None)
 

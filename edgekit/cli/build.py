@@ -1,7 +1,5 @@
 """``edgekit build --target NAME``: checkpoint (or official weights, or nothing) -> deployable bundle."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

@@ -1,15 +1,14 @@
 """Small argument parsers shared by several subcommands."""
 
-from __future__ import annotations
-
 import argparse
+from typing import Tuple
 
 from rich.console import Console
 
 console = Console(stderr=True)
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> Tuple[int, int]:
     """'1024x512' -> (1024, 512) as (width, height)."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))

@@ -3,8 +3,6 @@
 Needs only edgekit's base install plus TensorRT (and pycuda or cuda-python): no torch, no onnx tooling.
 """
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

@@ -1,7 +1,5 @@
 """``edgekit data synth``: write the synthetic street set to disk in the Cityscapes layout."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

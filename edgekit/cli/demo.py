@@ -6,11 +6,9 @@ sequence when that folder is there; ``--source 0`` (or any live URI) makes it th
 served to a browser at :8080 unless a window or another output is asked for.
 """
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Tuple
 
 from edgekit.cli.run import SOURCE_HELP, add_pipeline_arguments, execute, setup_logging
 
@@ -52,7 +50,7 @@ def default_bundle() -> Path:
     )
 
 
-def sample_source(bundle: Path, out_dir: Path) -> tuple[str, float | None, str]:
+def sample_source(bundle: Path, out_dir: Path) -> Tuple[str, Optional[float], str]:
     """(source URI, output fps, why): a sample from the domain the bundle's model knows."""
     import json
 

@@ -1,7 +1,5 @@
 """``edgekit eval``: per-class IoU and mIoU of a checkpoint on a dataset's validation split."""
 
-from __future__ import annotations
-
 import argparse
 import math
 from pathlib import Path
@@ -34,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     )
     table.add_column("class")
     table.add_column("IoU", justify="right")
-    for name, iou, present in zip(report.classes.names, report.iou, report.present, strict=True):
+    for name, iou, present in zip(report.classes.names, report.iou, report.present):
         if present:
             table.add_row(name, f"{iou:.4f}")
         elif not math.isnan(iou):

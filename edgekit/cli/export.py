@@ -1,7 +1,5 @@
 """``edgekit export``: checkpoint -> verified, simplified ONNX (opset 17), optionally an FP16 twin."""
 
-from __future__ import annotations
-
 import argparse
 import json
 from pathlib import Path

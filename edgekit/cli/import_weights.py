@@ -1,7 +1,5 @@
 """``edgekit import-weights``: official ESPNet/ESPNetv2 weights -> an edgekit checkpoint with their preprocessing."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

@@ -1,7 +1,5 @@
 """``edgekit models``: the zoo with parameter counts and multiply-adds measured on the networks."""
 
-from __future__ import annotations
-
 import argparse
 from typing import Any
 

@@ -1,7 +1,5 @@
 """``edgekit predict``: class-id, colour and overlay PNGs for an image or a directory of images."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

@@ -1,11 +1,9 @@
 """``edgekit quantize``: FP32 ONNX + calibration images -> Q/DQ INT8 ONNX, TensorRT cache and accuracy report."""
 
-from __future__ import annotations
-
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Tuple
 
 from edgekit.cli.common import console
 
@@ -106,7 +104,7 @@ def _has_metadata(path: Path) -> bool:
     return True
 
 
-def _onnx_size(path: Path) -> tuple[int, int]:
+def _onnx_size(path: Path) -> Tuple[int, int]:
     import onnx
 
     dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim

@@ -1,7 +1,5 @@
 """``edgekit report``: merge bench results from many devices into one Markdown + self-contained HTML report."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

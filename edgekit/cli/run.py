@@ -1,12 +1,10 @@
 """``edgekit run``: a model on a camera, stream, video, image folder or GStreamer pipeline, into any outputs."""
 
-from __future__ import annotations
-
 import argparse
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
 SOURCE_HELP = (
     "0 or v4l2:///dev/video0 (USB camera), csi://0 (Jetson CSI camera), rtsp://... or http://... (stream), "
@@ -77,7 +75,7 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def camera_options(args: argparse.Namespace) -> dict[str, Any]:
+def camera_options(args: argparse.Namespace) -> Dict[str, Any]:
     requests = {"width": args.width, "height": args.height, "fps": args.fps}
     return {key: value for key, value in requests.items() if value is not None}
 

@@ -1,7 +1,5 @@
 """``edgekit targets``: the device profiles; ``edgekit targets show NAME`` explains one."""
 
-from __future__ import annotations
-
 import argparse
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def show(console: Console, target: Target) -> None:
+def show(console: Console, target: "Target") -> None:
     console.print(f"[bold]{target.name}[/bold]: {target.description}  ({target.path})")
     rows = [
         ("kind / backend", f"{target.kind} / {target.backend}"),

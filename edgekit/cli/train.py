@@ -1,7 +1,5 @@
 """``edgekit train``: train a zoo model on a dataset folder or on synthetic street scenes."""
 
-from __future__ import annotations
-
 import argparse
 import os
 from pathlib import Path

@@ -6,11 +6,9 @@ onnxruntime; a checkpoint runs on the PyTorch backend. The choice and its reason
 ``backend.describe()["chosen"]``.
 """
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional, Tuple, Union
 
 from edgekit.board.backends.base import Backend, OutputKind, to_classmap
 from edgekit.board.bundle import MANIFEST, Bundle
@@ -25,7 +23,7 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 __all__ = ["BACKENDS", "Backend", "OutputKind", "choose_backend", "open_backend", "resolve_model", "to_classmap"]
 
 
-def resolve_model(model: str | Path | Bundle) -> Bundle | Path:
+def resolve_model(model: Union[Union[str, Path], Bundle]) -> Union[Bundle, Path]:
     """A loaded (sha256-verified) bundle for a bundle folder, else the model file itself."""
     if isinstance(model, Bundle):
         return model
@@ -37,14 +35,14 @@ def resolve_model(model: str | Path | Bundle) -> Bundle | Path:
     return path
 
 
-def _bundle_output_kind(bundle: Bundle) -> OutputKind | None:
+def _bundle_output_kind(bundle: Bundle) -> Optional[OutputKind]:
     kind = bundle.manifest.get("output", {}).get("kind")
     return kind if kind in ("logits", "classmap") else None
 
 
-def choose_backend(model: Bundle | Path, backend: str = "auto") -> tuple[str, str]:
+def choose_backend(model: Union[Bundle, Path], backend: str = "auto") -> Tuple[str, str]:
     """(backend, why): 'auto' resolved for this model on this machine; other names pass through."""
-    from edgekit.board.backends.tensorrt.runner import tensorrt_unavailable_reason
+    from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
 
     if backend not in BACKENDS:
         raise EdgekitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -65,7 +63,7 @@ def choose_backend(model: Bundle | Path, backend: str = "auto") -> tuple[str, st
     return "tensorrt", f"bundle has a TensorRT engine ({model.engine.name}) and TensorRT imports"
 
 
-def open_backend(model: str | Path | Bundle, backend: str = "auto", **options: Any) -> Backend:
+def open_backend(model: Union[Union[str, Path], Bundle], backend: str = "auto", **options: Any) -> Backend:
     """Load ``model`` on ``backend`` (auto/onnxruntime/tensorrt/torch); ``options`` go to the backend class."""
     resolved = resolve_model(model)
     backend, why = choose_backend(resolved, backend)
@@ -75,7 +73,7 @@ def open_backend(model: str | Path | Bundle, backend: str = "auto", **options: A
     return opened
 
 
-def _open(model: Bundle | Path, backend: str, options: dict[str, Any]) -> Backend:
+def _open(model: Union[Bundle, Path], backend: str, options: Dict[str, Any]) -> Backend:
     bundle = model if isinstance(model, Bundle) else None
     if backend == "onnxruntime":
         from edgekit.board.backends.onnxruntime import OnnxRuntimeBackend
@@ -87,7 +85,7 @@ def _open(model: Bundle | Path, backend: str, options: dict[str, Any]) -> Backen
         kind = _bundle_output_kind(bundle) if bundle else None
         return OnnxRuntimeBackend(path, output_kind=kind, **options)
     if backend == "tensorrt":
-        from edgekit.board.backends.tensorrt.runner import TensorRTBackend
+        from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend
 
         if bundle is None:
             assert isinstance(model, Path)

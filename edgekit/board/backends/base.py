@@ -4,12 +4,11 @@ The runner and the benchmarks talk only to this interface, so a backend is chose
 rest of the pipeline never branches on it.
 """
 
-from __future__ import annotations
-
 import abc
-from typing import Any, Literal
+from typing import Any, Dict, Tuple
 
 import numpy as np
+from typing_extensions import Literal  # typing.Literal is 3.8+; JetPack 4.6 has 3.6
 
 OutputKind = Literal["logits", "classmap"]
 
@@ -18,7 +17,7 @@ class Backend(abc.ABC):
     """One loaded model on one device, ready to run batches."""
 
     name: str  # "onnxruntime", "tensorrt", "torch"
-    input_shape: tuple[int, ...]  # NCHW; N may be -1 for a dynamic batch
+    input_shape: Tuple[int, ...]  # NCHW; N may be -1 for a dynamic batch
     input_dtype: np.dtype  # float32, or uint8 when the model normalises in-graph
     output_kind: OutputKind  # NCHW float logits, or an NHW class map from in-graph ArgMax
     chosen_because: str = ""  # why open_backend picked this backend; the runner records it in its stats
@@ -27,14 +26,14 @@ class Backend(abc.ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (NCHW, ``input_dtype``) and return logits (NCHW float) or a class map (NHW int)."""
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Dict[str, Any]:
         """What actually runs: provider/device/precision, for logs and benchmark fingerprints."""
         return {"backend": self.name}
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing that needs releasing
         """Release device memory and handles."""
 
-    def __enter__(self) -> Backend:
+    def __enter__(self) -> "Backend":
         return self
 
     def __exit__(self, *exc: object) -> None:

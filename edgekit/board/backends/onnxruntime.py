@@ -5,14 +5,13 @@ backend compares what was requested with what the session really registered and 
 reports a CPU number as a GPU one.
 """
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import onnxruntime as ort
+from typing_extensions import Literal  # typing.Literal is 3.8+; JetPack 4.6 has 3.6
 
 from edgekit.board.backends.base import Backend, OutputKind
 from edgekit.errors import EdgekitError
@@ -20,7 +19,7 @@ from edgekit.errors import EdgekitError
 log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
-PROVIDERS: dict[str, list[str]] = {
+PROVIDERS: Dict[str, List[str]] = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -35,7 +34,7 @@ NUMPY_DTYPES = {
 }
 
 
-def requested_providers(device: Device) -> list[str]:
+def requested_providers(device: Device) -> List[str]:
     """The provider list for a device; 'auto' takes the fastest the installed onnxruntime build offers."""
     available = ort.get_available_providers()
     if device == "auto":
@@ -58,12 +57,12 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(
         self,
-        path: str | Path,
+        path: Union[str, Path],
         device: Device = "auto",
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
         spin_wait: bool = True,
-        output_kind: OutputKind | None = None,
+        output_kind: Optional[OutputKind] = None,
     ) -> None:
         """``intra_op_threads`` 0 lets onnxruntime use every core; ``spin_wait`` False stops idle worker threads
         from busy-waiting, which leaves the CPU to capture and overlay threads running beside inference."""
@@ -98,12 +97,12 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
-        (output,) = self.session.run([self.output_name], {self.input_name: batch})
+        output = np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
         if self.output_kind == "classmap" and output.ndim == 4:  # ArgMax with keepdims: N1HW -> NHW
             output = output[:, 0]
-        return np.asarray(output)
+        return output
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Dict[str, Any]:
         return {
             "backend": self.name,
             "model": str(self.path),

@@ -6,14 +6,13 @@ replays), which together are what a well-tuned PyTorch deployment looks like; ``
 off to get the eager FP32 baseline the published 112 / 9 FPS figures were timed with.
 """
 
-from __future__ import annotations
-
 import time
-from typing import Any, Literal
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import Literal  # typing.Literal is 3.8+; JetPack 4.6 has 3.6
 
 from edgekit.board.backends.base import Backend
 from edgekit.errors import EdgekitError
@@ -39,7 +38,7 @@ class TorchBackend(Backend):
     def __init__(
         self,
         model: nn.Module,
-        input_shape: tuple[int, int, int, int],
+        input_shape: Tuple[int, int, int, int],
         device: str = "auto",
         precision: Precision = "fp32",
         half_mode: HalfMode = "half",
@@ -77,9 +76,9 @@ class TorchBackend(Backend):
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.half() if self._tensor_dtype == torch.float16 else model
         self.capturing = cuda_graphs
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._static_input: torch.Tensor | None = None
-        self._static_output: torch.Tensor | None = None
+        self._graph: Optional[torch.cuda.CUDAGraph] = None
+        self._static_input: Optional[torch.Tensor] = None
+        self._static_output: Optional[torch.Tensor] = None
         if cuda_graphs:
             self._capture_graph()
 
@@ -132,8 +131,8 @@ class TorchBackend(Backend):
         output = self.run_on_device(self.to_device(batch))
         return output.float().cpu().numpy()
 
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
+    def describe(self) -> Dict[str, Any]:
+        info: Dict[str, Any] = {
             "backend": self.name,
             "mode": "naive eager fp32 (ESPNet authors' loop)" if self.naive else "optimised",
             "device": str(self.device),
@@ -155,8 +154,8 @@ class TorchBackend(Backend):
 
 
 def authors_timing_loop(
-    model: nn.Module, input_size: tuple[int, int], device: str = "auto", iterations: int = 100
-) -> list[float]:
+    model: nn.Module, input_size: Tuple[int, int], device: str = "auto", iterations: int = 100
+) -> List[float]:
     """The ESPNet authors' loop (sacmehta/ESPNet#57), kept literally: random 1x3xHxW FP32 input already on the
     device, eager forward under no_grad, ``time.time()`` around each iteration with a per-iteration CUDA sync,
     the first iteration discarded. Returns the per-iteration seconds; the authors report their mean.
@@ -165,7 +164,7 @@ def authors_timing_loop(
     width, height = input_size
     inputs = torch.randn(1, 3, height, width, device=torch_device)
     model = model.to(torch_device).eval()
-    time_spent: list[float] = []
+    time_spent: List[float] = []
     for i in range(iterations):
         start_time = time.time()
         with torch.no_grad():

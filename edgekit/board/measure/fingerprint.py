@@ -5,16 +5,14 @@ libraries); whatever this machine does not tell is recorded as ``"not available"
 result file always has the same keys.
 """
 
-from __future__ import annotations
-
 import os
 import platform
 import re
 import shutil
 import subprocess
-from importlib import metadata
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Optional, Union
 
 NOT_AVAILABLE = "not available"
 
@@ -43,18 +41,20 @@ FIELDS = (
 )
 
 
-def _read(path: str | Path) -> str | None:
+def _read(path: Union[str, Path]) -> Optional[str]:
     try:
         return Path(path).read_text().strip()
     except OSError:
         return None
 
 
-def _command(*argv: str, timeout: float = 5.0) -> str | None:
+def _command(*argv: str, timeout: float = 5.0) -> Optional[str]:
     if shutil.which(argv[0]) is None:
         return None
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
@@ -62,6 +62,10 @@ def _command(*argv: str, timeout: float = 5.0) -> str | None:
 
 def _version(*distributions: str) -> str:
     """Version of the first installed distribution among alternatives (onnxruntime, onnxruntime-gpu, ...)."""
+    if sys.version_info >= (3, 8):
+        from importlib import metadata  # novermin (guarded)
+    else:  # JetPack 4.6 (3.6) and 3.7: the PyPI backport, a base requirement there
+        import importlib_metadata as metadata
     for distribution in distributions:
         try:
             return metadata.version(distribution)
@@ -70,7 +74,7 @@ def _version(*distributions: str) -> str:
     return NOT_AVAILABLE
 
 
-def cpu_fields() -> dict[str, Any]:
+def cpu_fields() -> Dict[str, Any]:
     cpuinfo = _read("/proc/cpuinfo") or ""
     model = re.search(r"^(?:model name|Model|Hardware)\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
     max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
@@ -84,9 +88,9 @@ def cpu_fields() -> dict[str, Any]:
     }
 
 
-def gpu_fields() -> dict[str, Any]:
+def gpu_fields() -> Dict[str, Any]:
     """GPU identity from NVML (desktop) or torch.cuda; Jetson iGPUs answer through torch/TensorRT, not NVML."""
-    fields: dict[str, Any] = dict.fromkeys(("gpu_name", "gpu_compute_capability", "gpu_driver", "cuda"), NOT_AVAILABLE)
+    fields: Dict[str, Any] = dict.fromkeys(("gpu_name", "gpu_compute_capability", "gpu_driver", "cuda"), NOT_AVAILABLE)
     try:
         import pynvml
 
@@ -117,7 +121,7 @@ def gpu_fields() -> dict[str, Any]:
     return fields
 
 
-def jetson_fields() -> dict[str, Any]:
+def jetson_fields() -> Dict[str, Any]:
     """JetPack/L4T release, nvpmodel power mode, jetson_clocks state and current clocks, where readable."""
     release = _read("/etc/nv_tegra_release")
     l4t = re.search(r"R(\d+) \(release\), REVISION: ([\d.]+)", release or "")
@@ -142,8 +146,8 @@ def _jetson_clocks_on(show: str) -> str:
     return "on" if all(low == high for low, high in pairs) else "off"
 
 
-def _current_clocks_mhz() -> dict[str, int] | str:
-    clocks: dict[str, int] = {}
+def _current_clocks_mhz() -> Union[Dict[str, int], str]:
+    clocks: Dict[str, int] = {}
     cpu = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     if cpu and cpu.isdigit():
         clocks["cpu0"] = round(int(cpu) / 1000)
@@ -154,8 +158,8 @@ def _current_clocks_mhz() -> dict[str, int] | str:
     return clocks or NOT_AVAILABLE
 
 
-def runtime_fields() -> dict[str, Any]:
-    providers: list[str] | str = NOT_AVAILABLE
+def runtime_fields() -> Dict[str, Any]:
+    providers: Union[List[str], str] = NOT_AVAILABLE
     try:
         import onnxruntime
 
@@ -178,9 +182,9 @@ def runtime_fields() -> dict[str, Any]:
     }
 
 
-def device_fingerprint() -> dict[str, Any]:
+def device_fingerprint() -> Dict[str, Any]:
     """All of FIELDS, each a value or ``"not available"``."""
-    info: dict[str, Any] = {
+    info: Dict[str, Any] = {
         "hostname": platform.node() or NOT_AVAILABLE,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -192,7 +196,7 @@ def device_fingerprint() -> dict[str, Any]:
     return {key: info.get(key, NOT_AVAILABLE) for key in FIELDS}
 
 
-def device_tier(fingerprint: dict[str, Any]) -> str:
+def device_tier(fingerprint: Dict[str, Any]) -> str:
     """A short column label for the report: the Jetson model, else the GPU, else the CPU."""
     for key in ("jetson_model", "gpu_name"):
         if fingerprint.get(key, NOT_AVAILABLE) != NOT_AVAILABLE:

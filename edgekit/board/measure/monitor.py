@@ -5,15 +5,13 @@ GPUs (the board's energy counter), RAPL (``/sys/class/powercap``) on x86 CPUs. W
 says ``"not available"`` and why; no figure is ever estimated from TDP or utilisation.
 """
 
-from __future__ import annotations
-
 import re
 import shutil
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Optional
 
 from edgekit.board.measure.fingerprint import NOT_AVAILABLE
 
@@ -22,13 +20,13 @@ TEGRASTATS_RAIL = re.compile(r"\b(VDD_IN|POM_5V_IN|VIN_SYS_5V0)\s+(\d+)(?:mW)?/(
 RAPL_ROOT = Path("/sys/class/powercap")
 
 
-def parse_tegrastats_power_w(line: str) -> float | None:
+def parse_tegrastats_power_w(line: str) -> Optional[float]:
     """Instantaneous board input power in watts from one tegrastats line, or None when it has no input rail."""
     match = TEGRASTATS_RAIL.search(line)
     return int(match.group(2)) / 1000.0 if match else None
 
 
-def _rapl_packages() -> list[Path]:
+def _rapl_packages() -> List[Path]:
     """Readable RAPL package domains (intel-rapl:N; AMD's powercap driver uses the same names)."""
     domains = [p for p in sorted(RAPL_ROOT.glob("intel-rapl:*")) if p.name.count(":") == 1]
     readable = []
@@ -49,16 +47,16 @@ class PowerMonitor:
         self.gpu_index = gpu_index
         self.source = NOT_AVAILABLE
         self.reason = ""
-        self._samples_w: list[float] = []
-        self._energy_j: float | None = None
+        self._samples_w: List[float] = []
+        self._energy_j: Optional[float] = None
         self._elapsed = 0.0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._process: subprocess.Popen[str] | None = None
-        self._start_counters: dict[str, int] = {}
+        self._thread: Optional[threading.Thread] = None
+        self._process: Optional[subprocess.Popen[str]] = None
+        self._start_counters: Dict[str, int] = {}
         self._nvml: Any = None
         self._nvml_handle: Any = None
-        self.gpu_memory_peak_mb: float | None = None
+        self.gpu_memory_peak_mb: Optional[float] = None
 
     # -- source selection ------------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -68,7 +66,7 @@ class PowerMonitor:
                 ["tegrastats", "--interval", str(max(int(self.interval_s * 1000), 10))],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                text=True,
+                universal_newlines=True,
             )
             self._thread = threading.Thread(target=self._read_tegrastats, daemon=True)
             self._thread.start()
@@ -139,7 +137,7 @@ class PowerMonitor:
         self.gpu_memory_peak_mb = peak / 2**20
 
     # -- context ---------------------------------------------------------------------------------------------
-    def __enter__(self) -> PowerMonitor:
+    def __enter__(self) -> "PowerMonitor":
         self._t0 = time.perf_counter()
         self._start()
         return self
@@ -167,7 +165,7 @@ class PowerMonitor:
             end += int((domain / "max_energy_range_uj").read_text())
         return end - start
 
-    def result(self, frames: int) -> dict[str, Any]:
+    def result(self, frames: int) -> Dict[str, Any]:
         """Mean power, energy and energy per frame, or "not available" with the reason."""
         energy = self._energy_j
         if energy is None and self._samples_w:
@@ -193,7 +191,7 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_mb() -> float | None:
+def peak_rss_mb() -> Optional[float]:
     """This process's peak resident set size since the last reset, from /proc/self/status."""
     try:
         match = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)

@@ -4,21 +4,19 @@ onnxruntime writes a Chrome-trace JSON when profiling is enabled (one ``<node>_k
 execution); TensorRT calls an ``IProfiler`` attached to the execution context with each (fused) layer's time.
 """
 
-from __future__ import annotations
-
 import json
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 
 
-def summarise_layers(timings_us: dict[tuple[str, str], list[float]], runs: int, top: int = 10) -> list[dict[str, Any]]:
+def summarise_layers(timings_us: Dict[Tuple[str, str], List[float]], runs: int, top: int = 10) -> List[Dict[str, Any]]:
     """(layer, op type) -> per-run microseconds, as the ``top`` layers by mean time with their share of the total."""
     total = sum(sum(values) for values in timings_us.values()) or 1.0
-    rows: list[dict[str, Any]] = [
+    rows: List[Dict[str, Any]] = [
         {
             "layer": layer,
             "op": op,
@@ -31,21 +29,21 @@ def summarise_layers(timings_us: dict[tuple[str, str], list[float]], runs: int, 
     return rows[:top]
 
 
-def read_onnxruntime_profile(path: str | Path) -> dict[tuple[str, str], list[float]]:
+def read_onnxruntime_profile(path: Union[str, Path]) -> Dict[Tuple[str, str], List[float]]:
     """Kernel times (µs) per node from an onnxruntime profile file."""
     events = json.loads(Path(path).read_text())
-    timings: dict[tuple[str, str], list[float]] = defaultdict(list)
+    timings: Dict[Tuple[str, str], List[float]] = defaultdict(list)
     for event in events:
         name = str(event.get("name", ""))
         if event.get("cat") == "Node" and name.endswith("_kernel_time"):
             op = str(event.get("args", {}).get("op_name", "?"))
-            timings[(name.removesuffix("_kernel_time"), op)].append(float(event["dur"]))
+            timings[(name[: -len("_kernel_time")], op)].append(float(event["dur"]))
     return timings
 
 
 def profile_onnxruntime(
-    onnx_path: str | Path, batch: np.ndarray, providers: list[str], runs: int = 10, top: int = 10
-) -> list[dict[str, Any]]:
+    onnx_path: Union[str, Path], batch: np.ndarray, providers: List[str], runs: int = 10, top: int = 10
+) -> List[Dict[str, Any]]:
     """Run the model ``runs`` times in a profiling session and return the top layers by time.
 
     A separate session, because profiling adds per-node overhead that must not leak into the timed runs.
@@ -66,7 +64,7 @@ def profile_onnxruntime(
     return summarise_layers(steady, runs, top)
 
 
-def profile_tensorrt(backend: Any, batch: np.ndarray, runs: int = 10, top: int = 10) -> list[dict[str, Any]]:
+def profile_tensorrt(backend: Any, batch: np.ndarray, runs: int = 10, top: int = 10) -> List[Dict[str, Any]]:
     """Per-layer times of a TensorRT backend through ``IProfiler``; the profiler stays attached, so call this last.
 
     ``backend`` is edgekit's TensorRTBackend (its ``context`` is the IExecutionContext); its ``infer``
@@ -74,7 +72,7 @@ def profile_tensorrt(backend: Any, batch: np.ndarray, runs: int = 10, top: int =
     """
     import tensorrt as trt
 
-    timings: dict[tuple[str, str], list[float]] = defaultdict(list)
+    timings: Dict[Tuple[str, str], List[float]] = defaultdict(list)
 
     class LayerTimes(trt.IProfiler):  # type: ignore[misc,unused-ignore]
         def __init__(self) -> None:

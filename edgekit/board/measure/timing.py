@@ -6,13 +6,10 @@ is narrow relative to the median (or a time budget runs out, which the result th
 as the headline: it is robust to the outliers a shared machine produces.
 """
 
-from __future__ import annotations
-
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -34,16 +31,16 @@ class StopRule:
 
 @dataclass(frozen=True)
 class TimingResult:
-    samples_s: list[float]
+    samples_s: List[float]
     stable: bool
     stop_reason: str
     rel_ci: float  # half-width of the median's 95% CI divided by the median
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
 
-def median_ci(samples: np.ndarray, z: float = Z_95) -> tuple[float, float]:
+def median_ci(samples: np.ndarray, z: float = Z_95) -> Tuple[float, float]:
     """Distribution-free CI of the median from order statistics (binomial normal approximation).
 
     The ranks n/2 ± z·sqrt(n)/2 bracket the population median with the stated confidence whatever the latency
@@ -72,7 +69,7 @@ def time_until_stable(run_once: Callable[[], object], rule: StopRule = StopRule(
     """Warm up, then time ``run_once`` until the median is stable, ``max_runs`` is reached or the budget is spent."""
     for _ in range(rule.warmup):
         run_once()
-    samples: list[float] = []
+    samples: List[float] = []
     deadline = time.perf_counter() + rule.budget_s
     rel = math.inf
     while True:
@@ -91,7 +88,7 @@ def time_until_stable(run_once: Callable[[], object], rule: StopRule = StopRule(
             return TimingResult(samples, False, f"time budget {rule.budget_s:g}s spent after {len(samples)} runs", rel)
 
 
-def latency_stats(samples_s: list[float]) -> dict[str, float | int | None]:
+def latency_stats(samples_s: List[float]) -> Dict[str, Optional[Union[float, int]]]:
     """The shared runner summary (count, mean, p50, p90, p99, max in ms) plus min and std, which a bench needs."""
     ms = np.asarray(samples_s, dtype=np.float64) * 1e3
     return {

@@ -1,8 +1,7 @@
 """Outputs of the runner; several at once (a video file, image files, a browser view, a window), or none."""
 
-from __future__ import annotations
-
 from pathlib import Path
+from typing import List, Optional, Union
 
 from edgekit.board.sinks.base import NullSink, OutputFrame, Sink
 
@@ -10,17 +9,17 @@ __all__ = ["NullSink", "OutputFrame", "Sink", "open_sinks"]
 
 
 def open_sinks(
-    output: str | Path | None = None,
-    save_frames: str | Path | None = None,
-    serve: str | None = None,
+    output: Optional[Union[str, Path]] = None,
+    save_frames: Optional[Union[str, Path]] = None,
+    serve: Optional[str] = None,
     show: bool = False,
-    fps: float | None = None,
-) -> list[Sink]:
+    fps: Optional[float] = None,
+) -> List[Sink]:
     """The sinks the CLI flags ask for; a NullSink when none is asked (a pure throughput run).
 
     Every sink is opened before the first frame, so a bad path, a busy port or a missing display fails at once.
     """
-    sinks: list[Sink] = []
+    sinks: List[Sink] = []
     try:
         if output:
             from edgekit.board.sinks.video import VideoFileSink

@@ -1,7 +1,5 @@
 """What every output receives: the overlaid frame plus the live rates a display shows."""
 
-from __future__ import annotations
-
 import abc
 from dataclasses import dataclass
 

@@ -1,8 +1,7 @@
 """One overlay image per frame, named after the source frame (its file name for image sequences)."""
 
-from __future__ import annotations
-
 from pathlib import Path
+from typing import Union
 
 import cv2
 
@@ -11,7 +10,7 @@ from edgekit.errors import EdgekitError
 
 
 class ImageFilesSink(Sink):
-    def __init__(self, folder: str | Path, suffix: str = ".png") -> None:
+    def __init__(self, folder: Union[str, Path], suffix: str = ".png") -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.suffix = suffix

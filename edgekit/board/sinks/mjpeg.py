@@ -6,14 +6,13 @@ runs in a daemon thread; frames are JPEG-encoded once per new frame and only whe
 unwatched server costs the pipeline nothing but a reference swap.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
+from typing import Any, Dict, Optional, Tuple, Type
 
 import cv2
 import numpy as np
@@ -39,7 +38,7 @@ setInterval(poll,500);poll();
 """
 
 
-def parse_address(address: str) -> tuple[str, int]:
+def parse_address(address: str) -> Tuple[str, int]:
     """':8080' -> ('', 8080) (all interfaces); 'localhost:0' -> an ephemeral port on loopback."""
     host, _, port = address.rpartition(":")
     try:
@@ -51,19 +50,25 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, number
 
 
+class _ThreadingHTTPServer(ThreadingMixIn, HTTPServer):
+    """http.server.ThreadingHTTPServer, which is 3.7+: one thread per viewer, none of them keeping the process up."""
+
+    daemon_threads = True
+
+
 class _Latest:
     """The newest frame, its JPEG (encoded on first demand), and the live rates, shared with handler threads."""
 
     def __init__(self, quality: int) -> None:
         self.quality = quality
         self.condition = threading.Condition()
-        self.image: np.ndarray | None = None
+        self.image: Optional[np.ndarray] = None
         self.sequence = 0
-        self.jpeg: tuple[int, bytes] | None = None
-        self.status: dict[str, float] = {"fps": 0.0, "latency_ms": 0.0, "frames": 0}
+        self.jpeg: Optional[Tuple[int, bytes]] = None
+        self.status: Dict[str, float] = {"fps": 0.0, "latency_ms": 0.0, "frames": 0}
         self.closed = False
 
-    def encoded(self) -> tuple[int, bytes] | None:
+    def encoded(self) -> Optional[Tuple[int, bytes]]:
         with self.condition:
             image, sequence, cached = self.image, self.sequence, self.jpeg
         if image is None:
@@ -84,7 +89,7 @@ class _Latest:
             return self.condition.wait_for(lambda: self.sequence > sequence or self.closed, timeout) and not self.closed
 
 
-def _handler(latest: _Latest) -> type[BaseHTTPRequestHandler]:
+def _handler(latest: _Latest) -> Type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("mjpeg %s: " + format, self.address_string(), *args)
@@ -142,7 +147,7 @@ class MjpegSink(Sink):
         host, port = parse_address(address)
         self._latest = _Latest(quality)
         try:
-            self.server = ThreadingHTTPServer((host, port), _handler(self._latest))
+            self.server = _ThreadingHTTPServer((host, port), _handler(self._latest))
         except OSError as exc:
             raise EdgekitError(
                 f"cannot serve on {address}: {exc.strerror}; choose another port (--serve :PORT)"

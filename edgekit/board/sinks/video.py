@@ -1,9 +1,8 @@
 """Video file output through OpenCV's FFmpeg writer; released on every exit path so the file is playable."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import cv2
 
@@ -19,14 +18,14 @@ FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi"
 class VideoFileSink(Sink):
     """Writes at the source's rate (or ``fps``); frames of another size are resized to the first frame's."""
 
-    def __init__(self, path: str | Path, fps: float | None = None) -> None:
+    def __init__(self, path: Union[str, Path], fps: Optional[float] = None) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in FOURCC:
             raise EdgekitError(f"output video {self.path}: use one of {', '.join(FOURCC)}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = fps or 30.0
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
+        self.writer: Optional[cv2.VideoWriter] = None
+        self.size: Optional[Tuple[int, int]] = None
         self.frames = 0
 
     def write(self, output: OutputFrame) -> None:

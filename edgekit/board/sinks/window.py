@@ -1,7 +1,5 @@
 """A desktop window (cv2.imshow) with the overlay, legend and an FPS / latency HUD; q or Esc ends the run."""
 
-from __future__ import annotations
-
 import os
 import sys
 

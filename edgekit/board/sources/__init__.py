@@ -11,10 +11,8 @@
 =================================  =========================================================================
 """
 
-from __future__ import annotations
-
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from edgekit.board.sources.base import Frame, Source, StallError
 from edgekit.board.sources.images import IMAGE_SUFFIXES, ImageSequenceSource, is_glob
@@ -23,7 +21,7 @@ from edgekit.errors import EdgekitError
 __all__ = ["Frame", "Source", "StallError", "open_source"]
 
 
-def open_source(uri: str | int | Path, **options: Any) -> Source:
+def open_source(uri: Union[Union[str, int], Path], **options: Any) -> Source:
     """Open the source a URI names; ``options`` go to that kind's class (see the table above)."""
     text = str(uri)
     scheme, _, rest = text.partition("://") if "://" in text else ("", "", text)

@@ -6,14 +6,12 @@ files and folders are read on demand and never drop a frame (the pipeline's boun
 instead). A live source that delivers nothing for ``timeout`` seconds raises ``StallError``.
 """
 
-from __future__ import annotations
-
 import abc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -37,16 +35,16 @@ class Frame:
 class LatestFrame:
     """A grabber thread calling ``grab`` in a loop and keeping only the newest frame."""
 
-    def __init__(self, grab: Callable[[], np.ndarray | None], what: str) -> None:
+    def __init__(self, grab: Callable[[], Optional[np.ndarray]], what: str) -> None:
         self._grab = grab
         self._what = what
         self._condition = threading.Condition()
-        self._image: np.ndarray | None = None
+        self._image: Optional[np.ndarray] = None
         self._timestamp = 0.0
         self._grabbed = 0  # frames produced by the source
         self._taken = 0  # index of the last frame handed out
         self._ended = False
-        self._error: BaseException | None = None
+        self._error: Optional[BaseException] = None
         self._stop = threading.Event()
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=f"grab {what}", daemon=True)
@@ -72,7 +70,7 @@ class LatestFrame:
                 self._error = exc
                 self._condition.notify_all()
 
-    def get(self, timeout: float | None) -> tuple[np.ndarray, float, int] | None:
+    def get(self, timeout: Optional[float]) -> Optional[Tuple[np.ndarray, float, int]]:
         """(image, timestamp, index) of a frame newer than the last one taken; None at the end of the stream."""
         with self._condition:
             ready = self._condition.wait_for(
@@ -101,25 +99,25 @@ class Source(abc.ABC):
 
     uri: str
     live: bool = False
-    fps: float | None = None  # nominal rate when the source knows it (file header, camera mode)
-    frame_count: int | None = None  # known length of files and folders
+    fps: Optional[float] = None  # nominal rate when the source knows it (file header, camera mode)
+    frame_count: Optional[int] = None  # known length of files and folders
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.skipped: list[str] = []  # unreadable frames skipped, with the reason
-        self._latest: LatestFrame | None = None
+        self.skipped: List[str] = []  # unreadable frames skipped, with the reason
+        self._latest: Optional[LatestFrame] = None
         self._index = 0
         self._closed = False
 
     @abc.abstractmethod
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> Optional[np.ndarray]:
         """The next image (HxWx3 uint8 BGR), or None at the end; blocking; raises EdgekitError on failure."""
 
     @abc.abstractmethod
     def describe(self) -> str:
         """One line for logs and stats: what is read, how, at what size/rate."""
 
-    def _read_within(self, timeout: float | None) -> np.ndarray | None:
+    def _read_within(self, timeout: Optional[float]) -> Optional[np.ndarray]:
         """``_read`` for in-order sources; those that can wait with a timeout override this to detect stalls."""
         return self._read()
 
@@ -143,7 +141,7 @@ class Source(abc.ABC):
     def dropped(self) -> int:
         return self._latest.dropped if self._latest else 0
 
-    def read(self, timeout: float | None = None) -> Frame | None:
+    def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame (the newest one for live sources), None at the end; StallError after ``timeout`` s."""
         if self._latest is not None:
             got = self._latest.get(timeout)
@@ -162,7 +160,10 @@ class Source(abc.ABC):
         return f"{self._index:06d}"
 
     def __iter__(self) -> Iterator[Frame]:
-        while (frame := self.read()) is not None:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
             yield frame
 
     def close(self) -> None:
@@ -175,7 +176,7 @@ class Source(abc.ABC):
             return
         self._release()
 
-    def __enter__(self) -> Source:
+    def __enter__(self) -> "Source":
         return self
 
     def __exit__(self, *exc: object) -> None:

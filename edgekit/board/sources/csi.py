@@ -1,6 +1,6 @@
 """Jetson CSI cameras (``csi://0``) through JetPack's ``nvarguscamerasrc`` GStreamer element."""
 
-from __future__ import annotations
+from typing import Optional
 
 from edgekit.board.sources.gstreamer import GStreamerSource, pygobject_gstreamer
 from edgekit.errors import EdgekitError
@@ -17,7 +17,11 @@ def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: floa
 
 
 def open_csi(
-    sensor_id: int, width: int | None = None, height: int | None = None, fps: float | None = None, flip_method: int = 0
+    sensor_id: int,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    fps: Optional[float] = None,
+    flip_method: int = 0,
 ) -> GStreamerSource:
     Gst = pygobject_gstreamer()
     if Gst is not None and Gst.ElementFactory.find("nvarguscamerasrc") is None:

@@ -6,15 +6,13 @@ shown by ``describe()``. A pipeline that reaches PAUSED without prerolling (NO_P
 newest-frame policy; a pipeline that prerolls (a file, ``videotestsrc num-buffers=N``) is read in order.
 """
 
-from __future__ import annotations
-
 import contextlib
 import ctypes
 import importlib.util
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -40,7 +38,7 @@ TO_BGR = {
 CHANNELS = {"BGR": 3, "RGB": 3, "GRAY8": 1}
 
 
-def pygobject_gstreamer() -> Any | None:
+def pygobject_gstreamer() -> Optional[Any]:
     """The initialised ``Gst`` module, or None when PyGObject or GStreamer's introspection data is missing."""
     if importlib.util.find_spec("gi") is None:
         return None
@@ -50,7 +48,7 @@ def pygobject_gstreamer() -> Any | None:
     try:
         gi.require_version("Gst", "1.0")
         gi.require_version("GstApp", "1.0")
-        from gi.repository import Gst, GstApp  # noqa: F401 - GstApp adds try_pull_sample to appsink
+        from gi.repository import Gst, GstApp  # type: ignore[attr-defined,unused-ignore]  # noqa: F401 - GstApp adds try_pull_sample
     except (ValueError, ImportError):
         return None
     Gst.init(None)
@@ -92,7 +90,7 @@ def gstreamer_engine() -> str:
 class GStreamerSource(Source):
     """A GStreamer pipeline description ending in an appsink (one is appended when absent)."""
 
-    def __init__(self, pipeline: str, open_timeout: float = 10.0, uri: str | None = None) -> None:
+    def __init__(self, pipeline: str, open_timeout: float = 10.0, uri: Optional[str] = None) -> None:
         super().__init__(uri or f"gst://{pipeline}")
         self.pipeline_text = with_appsink(pipeline)
         self.engine = gstreamer_engine()
@@ -134,7 +132,7 @@ class GStreamerSource(Source):
             if result == Gst.StateChangeReturn.ASYNC:
                 self.pipeline.set_state(Gst.State.NULL)
                 raise StallError(f"{self.uri} delivered no first frame within {open_timeout:.0f} s")
-        self.size: tuple[int, int] | None = None
+        self.size: Optional[Tuple[int, int]] = None
 
     def _open_opencv(self) -> None:
         self.capture = cv2.VideoCapture(self.pipeline_text, cv2.CAP_GSTREAMER)
@@ -153,13 +151,13 @@ class GStreamerSource(Source):
             detail = f"{error.message} ({debug.splitlines()[-1] if debug else 'no details'})"
         raise EdgekitError(f"GStreamer {what} {self.pipeline_text!r}: {detail}")
 
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> Optional[np.ndarray]:
         if self.engine == "opencv":
             ok, image = self.capture.read()
             return image if ok else None
         return self._pull(None)
 
-    def _pull(self, timeout: float | None) -> np.ndarray | None:
+    def _pull(self, timeout: Optional[float]) -> Optional[np.ndarray]:
         """The next sample, pulled in short slices so that an error posted on the bus is raised as it happens
         rather than looking like a stall; None at the end of the stream or once closed."""
         Gst = self.Gst
@@ -177,7 +175,7 @@ class GStreamerSource(Source):
             if deadline is not None and time.monotonic() >= deadline:
                 raise StallError(f"{self.uri} delivered no frame for {timeout:.1f} s: the pipeline stalled")
 
-    def _read_within(self, timeout: float | None) -> np.ndarray | None:
+    def _read_within(self, timeout: Optional[float]) -> Optional[np.ndarray]:
         """Prerolled (non-live) pipelines are pulled directly, so a stall is caught by the pull's timeout."""
         return self._pull(timeout) if self.engine == "pygobject" else self._read()
 

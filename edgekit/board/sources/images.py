@@ -1,10 +1,9 @@
 """Image folders and globs as a sorted sequence; an unreadable image is skipped and counted, not fatal."""
 
-from __future__ import annotations
-
 import glob
 import logging
 from pathlib import Path
+from typing import List, Optional, Union
 
 import cv2
 import numpy as np
@@ -22,7 +21,7 @@ def is_glob(text: str) -> bool:
     return any(char in text for char in GLOB_CHARS)
 
 
-def list_images(pattern: str) -> list[Path]:
+def list_images(pattern: str) -> List[Path]:
     """Image files in a folder, matching a glob, or the single image given, sorted by path."""
     path = Path(pattern)
     if is_glob(pattern):
@@ -39,7 +38,7 @@ class ImageSequenceSource(Source):
 
     live = False
 
-    def __init__(self, pattern: str | Path) -> None:
+    def __init__(self, pattern: Union[str, Path]) -> None:
         super().__init__(str(pattern))
         self.files = list_images(str(pattern))
         if not self.files:
@@ -49,7 +48,7 @@ class ImageSequenceSource(Source):
         self._current = self.files[0]
         self._start()
 
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> Optional[np.ndarray]:
         while self._position < len(self.files):
             self._current = self.files[self._position]
             self._position += 1

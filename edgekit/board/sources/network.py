@@ -1,10 +1,9 @@
 """RTSP/HTTP/RTMP streams through OpenCV's FFmpeg backend, reconnecting with exponential back-off."""
 
-from __future__ import annotations
-
 import logging
 import re
 import time
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -75,7 +74,7 @@ class NetworkStreamSource(Source):
             "a stream FFmpeg can read; check the URL, that the camera/server is running, and the network"
         )
 
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> Optional[np.ndarray]:
         ok, image = self.capture.read()
         if ok:
             return image

@@ -1,9 +1,8 @@
 """USB/V4L2 cameras (``0``, ``v4l2:///dev/video0``) through OpenCV's V4L2 backend, with size and rate requests."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -20,7 +19,11 @@ class V4L2Source(Source):
     live = True
 
     def __init__(
-        self, device: str | int, width: int | None = None, height: int | None = None, fps: float | None = None
+        self,
+        device: Union[str, int],
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        fps: Optional[float] = None,
     ) -> None:
         self.device = f"/dev/video{device}" if isinstance(device, int) else str(device)
         super().__init__(f"v4l2://{self.device}")
@@ -56,7 +59,7 @@ class V4L2Source(Source):
             )
         self._start()
 
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> Optional[np.ndarray]:
         ok, image = self.capture.read()
         if not ok:
             raise EdgekitError(f"camera {self.device} stopped delivering frames (unplugged?)")

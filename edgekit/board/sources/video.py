@@ -1,8 +1,7 @@
 """Video files through OpenCV's FFmpeg backend; read in order, never dropping a frame."""
 
-from __future__ import annotations
-
 from pathlib import Path
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -16,7 +15,7 @@ class VideoFileSource(Source):
 
     live = False
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: Union[str, Path]) -> None:
         self.path = Path(path)
         super().__init__(str(self.path))
         if not self.path.is_file():
@@ -32,7 +31,7 @@ class VideoFileSource(Source):
         self._decoded = 0
         self._start()
 
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> Optional[np.ndarray]:
         ok, image = self.capture.read()
         if not ok:
             self._check_complete()

@@ -7,11 +7,8 @@ pycuda are imported only when a calibrator is made: neither exists on a host wit
 TensorRT 11 removed implicit calibration; use the Q/DQ model there.
 """
 
-from __future__ import annotations
-
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -47,12 +44,12 @@ def entropy_calibrator(
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)  # required: the binding segfaults without it
             self.batches = _batches(calibration, input_dtype, batch_size)
-            self.device: dict[str, Any] = {}  # name -> DeviceAllocation, alive until calibration ends
+            self.device: Dict[str, Any] = {}  # name -> DeviceAllocation, alive until calibration ends
 
         def get_batch_size(self) -> int:
             return batch_size
 
-        def get_batch(self, names: list[str]) -> list[int]:
+        def get_batch(self, names: List[str]) -> List[int]:
             batch = next(self.batches, None)
             if batch is None:
                 return []  # end of data ([] rather than None: the stubs type the return as list[int])
@@ -64,7 +61,7 @@ def entropy_calibrator(
                 pointers.append(int(self.device[name]))
             return pointers
 
-        def read_calibration_cache(self) -> bytes | None:
+        def read_calibration_cache(self) -> Optional[bytes]:
             return cache_file.read_bytes() if cache_file.is_file() else None
 
         def write_calibration_cache(self, cache: memoryview) -> None:

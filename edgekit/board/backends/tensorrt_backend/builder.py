@@ -14,26 +14,24 @@ Precision per release (see shared/reference/tensorrt-api.md §4-5):
 Imports tensorrt lazily: this module loads (and is type-checked) where TensorRT is absent.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-Release = tuple[int, int]
+Release = Tuple[int, int]
 EXPLICIT_INT8: Release = (8, 5)  # from here INT8 engines come from the Q/DQ ONNX
 
 # TensorRT names this module uses only in some releases: (first release using it, first release not using it).
 # A range may be narrower than the name's availability (EXPLICIT_BATCH exists until 11.0 but is ignored from 10.0).
-GATED: dict[str, tuple[Release | None, Release | None]] = {
+GATED: Dict[str, Tuple[Optional[Release], Optional[Release]]] = {
     "IBuilderConfig.max_workspace_size": (None, (8, 4)),
     "IBuilderConfig.set_memory_pool_limit": ((8, 4), None),
     "MemoryPoolType.WORKSPACE": ((8, 4), None),
@@ -72,9 +70,9 @@ class EngineRequest:
     onnx: Path  # the FP32, FP16 or Q/DQ ONNX (see ``onnx_for``)
     precision: str  # fp32 / fp16 / int8
     workspace_mib: int
-    calibration_cache: Path | None = None  # TensorRT-format cache for INT8 on 8.x
-    dla_core: int | None = None
-    optimization_level: int | None = None
+    calibration_cache: Optional[Path] = None  # TensorRT-format cache for INT8 on 8.x
+    dla_core: Optional[int] = None
+    optimization_level: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -87,17 +85,17 @@ class EngineInfo:
     precision: str
     onnx: str
     strongly_typed: bool
-    dla_core: int | None
+    dla_core: Optional[int]
     workspace_mib: int
-    optimization_level: int | None
+    optimization_level: Optional[int]
     build_seconds: float
-    timing_cache: str | None
+    timing_cache: Optional[str]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
 
-def tensorrt_version() -> str | None:
+def tensorrt_version() -> Optional[str]:
     """The installed TensorRT's version, or None where it does not import."""
     try:
         import tensorrt as trt
@@ -106,9 +104,9 @@ def tensorrt_version() -> str | None:
     return str(trt.__version__)
 
 
-def current_gpu() -> tuple[str, str]:
+def current_gpu() -> Tuple[str, str]:
     """(name, 'MAJOR.MINOR') of CUDA device 0, through the runner's CUDA binding."""
-    from edgekit.board.backends.tensorrt.runner import _open_cuda
+    from edgekit.board.backends.tensorrt_backend.runner import _open_cuda
 
     cuda = _open_cuda("auto")
     try:
@@ -117,7 +115,7 @@ def current_gpu() -> tuple[str, str]:
         cuda.close()
 
 
-def onnx_for(release: Release, precision: str, variants: dict[str, str]) -> tuple[str, bool]:
+def onnx_for(release: Release, precision: str, variants: Dict[str, str]) -> Tuple[str, bool]:
     """(bundle ONNX variant to parse, strongly typed?) for a precision on a release; variants: precision -> file."""
     if release >= (11, 0):
         wanted = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}[precision]
@@ -176,7 +174,7 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Any = print) ->
     config.set_timing_cache(timing, ignore_mismatch=False)
 
     log(f"building the TensorRT {version} engine ({request.precision}, {request.onnx.name}); this takes minutes")
-    plan: trt.IHostMemory | None = builder.build_serialized_network(network, config)
+    plan: Optional[trt.IHostMemory] = builder.build_serialized_network(network, config)
     if plan is None:
         raise EdgekitError(f"TensorRT {version} failed to build an engine from {request.onnx.name}; see its log above")
     gpu, capability = current_gpu()
@@ -202,7 +200,7 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Any = print) ->
 
 
 def _set_precision(
-    builder: trt.Builder, config: trt.IBuilderConfig, request: EngineRequest, release: Release, log: Any
+    builder: "trt.Builder", config: "trt.IBuilderConfig", request: EngineRequest, release: Release, log: Any
 ) -> None:
     """Builder flags (8.x-10.x) and the 8.x calibration cache; nothing on 11.x, where the ONNX carries the types."""
     import tensorrt as trt
@@ -236,7 +234,7 @@ def _cache_calibrator(cache: bytes, release: Release) -> Any:
         def get_batch_size(self) -> int:
             return 1
 
-        def get_batch(self, names: list[str]) -> list[int]:
+        def get_batch(self, names: List[str]) -> List[int]:
             return []  # no data: the cache covers every tensor
 
         def read_calibration_cache(self) -> bytes:
@@ -248,7 +246,7 @@ def _cache_calibrator(cache: bytes, release: Release) -> Any:
     return CacheCalibrator()
 
 
-def _use_dla(builder: trt.Builder, config: trt.IBuilderConfig, core: int, precision: str) -> None:
+def _use_dla(builder: "trt.Builder", config: "trt.IBuilderConfig", core: int, precision: str) -> None:
     """Run what the DLA supports on core ``core`` and the rest on the GPU."""
     import tensorrt as trt
 

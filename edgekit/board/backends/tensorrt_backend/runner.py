@@ -7,13 +7,11 @@ manifest before deserialising, so the user gets a message naming both sides inst
 All imports are lazy: this module loads on machines without TensorRT and the runner picks onnxruntime there.
 """
 
-from __future__ import annotations
-
 import ctypes
 import importlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +21,7 @@ from edgekit.errors import EdgekitError
 log = logging.getLogger(__name__)
 
 
-def tensorrt_unavailable_reason() -> str | None:
+def tensorrt_unavailable_reason() -> Optional[str]:
     """None when tensorrt and a CUDA binding import, else why not (for logs and test skips)."""
     try:
         importlib.import_module("tensorrt")
@@ -53,7 +51,7 @@ class _PyCuda:
         self.context.push()
         self.stream = cuda.Stream()
 
-    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def pinned(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return self.cuda.pagelocked_empty(shape, dtype)
 
     def alloc(self, nbytes: int) -> Any:
@@ -79,7 +77,7 @@ class _PyCuda:
     def leave(self) -> None:
         self.cuda.Context.pop()
 
-    def gpu(self) -> tuple[str, str]:
+    def gpu(self) -> Tuple[str, str]:
         major, minor = self.device.compute_capability()
         return str(self.device.name()), f"{major}.{minor}"
 
@@ -99,16 +97,16 @@ class _CudaPython:
             from cuda import cudart
         self.cudart = cudart
         self.stream = self._check(cudart.cudaStreamCreate())
-        self._pinned: list[int] = []
-        self._device: list[int] = []
+        self._pinned: List[int] = []
+        self._device: List[int] = []
 
-    def _check(self, result: tuple[Any, ...]) -> Any:
+    def _check(self, result: Tuple[Any, ...]) -> Any:
         err, *rest = result
         if err != self.cudart.cudaError_t.cudaSuccess:
             raise EdgekitError(f"CUDA error {self.cudart.cudaGetErrorName(err)[1].decode()}")
         return rest[0] if len(rest) == 1 else rest
 
-    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def pinned(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
         pointer = self._check(self.cudart.cudaMallocHost(nbytes))
         self._pinned.append(pointer)
@@ -141,7 +139,7 @@ class _CudaPython:
     def leave(self) -> None:
         """See ``enter``."""
 
-    def gpu(self) -> tuple[str, str]:
+    def gpu(self) -> Tuple[str, str]:
         props = self._check(self.cudart.cudaGetDeviceProperties(0))
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         return name.rstrip("\x00"), f"{props.major}.{props.minor}"
@@ -156,7 +154,7 @@ class _CudaPython:
         self.cudart.cudaStreamDestroy(self.stream)
 
 
-def _open_cuda(binding: str) -> _PyCuda | _CudaPython:
+def _open_cuda(binding: str) -> Union[_PyCuda, _CudaPython]:
     if binding in ("auto", "pycuda"):
         try:
             return _PyCuda()
@@ -169,7 +167,7 @@ def _open_cuda(binding: str) -> _PyCuda | _CudaPython:
         raise EdgekitError("TensorRT inference needs pycuda or cuda-python: pip install pycuda") from None
 
 
-def _version_key(version: str) -> tuple[str, ...]:
+def _version_key(version: str) -> Tuple[str, ...]:
     """TensorRT engines are tied to major.minor.patch (the build number does not matter)."""
     return tuple(version.split(".")[:3])
 
@@ -180,7 +178,7 @@ def _sm(compute_capability: str) -> str:
 
 
 def check_engine_compatibility(
-    engine_path: Path, built: dict[str, Any] | None, trt_version: str, gpu: str, compute_capability: str
+    engine_path: Path, built: Optional[Dict[str, Any]], trt_version: str, gpu: str, compute_capability: str
 ) -> None:
     """Refuse an engine built for another GPU or TensorRT, naming both sides and the fix."""
     if not built:
@@ -205,10 +203,10 @@ class TensorRTBackend(Backend):
 
     def __init__(
         self,
-        engine_path: str | Path,
-        built_for: dict[str, Any] | None = None,
+        engine_path: Union[str, Path],
+        built_for: Optional[Dict[str, Any]] = None,
         cuda_binding: str = "auto",
-        output_kind: OutputKind | None = None,
+        output_kind: Optional[OutputKind] = None,
     ) -> None:
         """``built_for`` is the bundle manifest's ``engine`` entry (tensorrt_version, gpu, compute_capability)."""
         reason = tensorrt_unavailable_reason()
@@ -226,7 +224,7 @@ class TensorRTBackend(Backend):
         finally:
             self.cuda.leave()
 
-    def _load(self, built_for: dict[str, Any] | None, output_kind: OutputKind | None) -> None:
+    def _load(self, built_for: Optional[Dict[str, Any]], output_kind: Optional[OutputKind]) -> None:
         trt = self.trt
         self.gpu_name, self.compute_capability = self.cuda.gpu()
         check_engine_compatibility(self.engine_path, built_for, trt.__version__, self.gpu_name, self.compute_capability)
@@ -246,7 +244,7 @@ class TensorRTBackend(Backend):
         self._allocate()
         self.output_kind = output_kind or ("logits" if self.output_host.dtype.kind == "f" else "classmap")
 
-    def _io(self) -> list[tuple[str, bool, tuple[int, ...], np.dtype]]:
+    def _io(self) -> List[Tuple[str, bool, Tuple[int, ...], np.dtype]]:
         """(name, is_input, shape, dtype) of every engine I/O tensor, through whichever API this TensorRT has."""
         trt, engine, context = self.trt, self.engine, self.context
         io = []
@@ -277,7 +275,7 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or not outputs:
             raise EdgekitError(f"{self.engine_path}: expected one input and an output, found {[t[0] for t in io]}")
         self.device_buffers = []
-        self.bindings: list[int] = []
+        self.bindings: List[int] = []
         for name, _, shape, dtype in io:
             buffer = self.cuda.alloc(int(np.prod(shape)) * dtype.itemsize)
             self.device_buffers.append(buffer)
@@ -316,7 +314,7 @@ class TensorRTBackend(Backend):
             output = output[:, 0]
         return output
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Dict[str, Any]:
         return {
             "backend": self.name,
             "engine": str(self.engine_path),

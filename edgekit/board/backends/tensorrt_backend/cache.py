@@ -6,12 +6,11 @@ treats the header as a compatibility key (same TensorRT version and calibrator a
 recalibrates or ignores a cache whose header does not match, so the version is explicit here.
 """
 
-from __future__ import annotations
-
 import math
 import re
 import struct
 from pathlib import Path
+from typing import Dict, Tuple
 
 from edgekit.errors import EdgekitError
 
@@ -36,7 +35,7 @@ def hex_to_scale(text: str) -> float:
     return float(struct.unpack(">f", struct.pack(">I", int(text, 16)))[0])
 
 
-def write_cache(path: Path, amax: dict[str, float], trt_version: str, algorithm: str = "EntropyCalibration2") -> Path:
+def write_cache(path: Path, amax: Dict[str, float], trt_version: str, algorithm: str = "EntropyCalibration2") -> Path:
     """Write ``tensor: hex(amax / 127)`` lines under the header for ``trt_version``."""
     if algorithm not in ALGORITHMS:
         raise EdgekitError(f"unknown calibration algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}")
@@ -53,7 +52,7 @@ def write_cache(path: Path, amax: dict[str, float], trt_version: str, algorithm:
     return path
 
 
-def read_cache(path: Path) -> tuple[int, str, dict[str, float]]:
+def read_cache(path: Path) -> Tuple[int, str, Dict[str, float]]:
     """(version int, algorithm, tensor -> scale); splits each line at the last ': ' (names may contain ':')."""
     lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
     match = _HEADER.match(lines[0].strip()) if lines else None
