@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from edgekit.bench.core import load_results
+from edgekit.board.measure.bench import load_results
 
 LIMIT = 1.10
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from rich.console import Console
 
-from edgekit.board.bundle import Bundle, BundleWriter
+from edgekit.board.bundle import (
+    CALIBRATION_CACHE_FILE,
+    CHECKPOINT_FILE,
+    ENGINE_FILE,
+    ONNX_FILES,
+    REPORT_JSON,
+    REPORT_MD,
+    Artifacts,
+    Bundle,
+    BundleWriter,
+    InputSpec,
+    Manifest,
+    ModelInfo,
+    OutputSpec,
+)
+from edgekit.board.compile import Readiness, board_command, compile_engine, compile_readiness
+from edgekit.board.report import render_report
 from edgekit.board.targets import PrecisionChoice, Target, choose_precision, load_target
 from edgekit.errors import EdgekitError
 
@@ -37,9 +52,6 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "espnet"
 DEFAULT_CALIBRATION = "default"
 EVAL_FIRST_SEED = 50_000  # synthetic scenes from here on are never used for training or calibration
-ONNX_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.qdq.onnx"}
-CALIBRATION_CACHE_FILE = "calibration.cache"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass
@@ -190,24 +202,21 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
 
         runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
         manifest = _manifest(checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache)
-        manifest["metrics"] = metrics
+        manifest.metrics = metrics
 
         with progress.stage("compile", "TensorRT engine") as note:
             engine, compile_note = _maybe_compile(options, target, writer.staging, output, manifest, console)
-            manifest["engine"] = engine
-            manifest["artifacts"]["engine"] = ENGINE_ARTIFACT if engine else None
+            manifest.engine = engine
+            manifest.artifacts.engine = ENGINE_FILE if engine else None
             note.append(compile_note)
 
         with progress.stage("bundle", "report, manifest, sha256 of every file, atomic rename") as note:
             report = _report(manifest, progress.records, compile_note)
-            writer.path("report.json").write_text(json.dumps(report, indent=2) + "\n")
-            writer.path("report.md").write_text(render_report(report))
+            writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+            writer.path(REPORT_MD).write_text(render_report(report))
             bundle = writer.commit(manifest)
             note.append(str(bundle.root))
     return BuildResult(bundle, progress.records, engine is not None, compile_note)
-
-
-ENGINE_ARTIFACT = "model.engine"
 
 
 def _obtain_checkpoint(
@@ -311,7 +320,7 @@ def evaluate_variants(
 ) -> dict[str, Any]:
     """mIoU against the labels of held-out synthetic scenes and pixel agreement with FP32, per ONNX variant."""
     from edgekit.board.metrics import confusion_matrix, mean_iou
-    from edgekit.data.synthetic import generate_scene
+    from edgekit.board.synthetic import generate_scene
     from edgekit.export import ort_session, read_metadata
 
     frames = [generate_scene(EVAL_FIRST_SEED + i, preprocessing.input_size) for i in range(scenes)]
@@ -340,7 +349,7 @@ def evaluate_variants(
 def end_in_argmax(root: Path, variants: dict[str, str], preprocessing: Preprocessing) -> dict[str, Any]:
     """Append ArgMax to every variant in place (after the accuracy stage, which reads logits), checking on a
     held-out scene that each class map is exactly the argmax of the logits it replaces."""
-    from edgekit.data.synthetic import generate_scene
+    from edgekit.board.synthetic import generate_scene
     from edgekit.export import append_argmax, ort_session
 
     image, _ = generate_scene(EVAL_FIRST_SEED, preprocessing.input_size)
@@ -367,75 +376,34 @@ def _manifest(
     variants: dict[str, str],
     runtime_onnx: str,
     calibration_cache: str | None,
-) -> dict[str, Any]:
-    from edgekit.export import CLASSMAP_NAME, INPUT_NAME
+) -> Manifest:
+    from edgekit.board.bundle import CLASSMAP_NAME, INPUT_NAME
     from edgekit.models.stats import measure
 
     stats = measure(checkpoint.build(), preprocessing.input_size)
     width, height = preprocessing.input_size
-    return {
-        "model": {
-            "name": checkpoint.model_name,
-            "kwargs": checkpoint.model_kwargs,
-            "params": stats.params,
-            "macs": stats.macs,
-        },
-        "classes": checkpoint.classes.to_dict(),
-        "preprocessing": preprocessing.to_dict(),
-        "input": {"name": INPUT_NAME, "shape": [1, 3, height, width], "dtype": "float32", "normalized_in_graph": False},
-        "output": {"name": CLASSMAP_NAME, "kind": "classmap", "dtype": "int32"},
-        "target": target.name,
-        "target_profile": target.to_dict(),
-        "precision": choice.chosen,
-        "precision_choice": {"requested": choice.requested, "chosen": choice.chosen, "reason": choice.reason},
-        "artifacts": {
-            "onnx": dict(variants),
-            "runtime_onnx": runtime_onnx,
-            "calibration_cache": calibration_cache,
-            "checkpoint": CHECKPOINT_FILE,
-            "engine": None,
-        },
-        "engine": None,
-        "built_with": {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version()},
-    }
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether this machine can build the target's engine, and why (``other_gpu``: only the GPU differs)."""
-
-    ready: bool
-    why: str
-    other_gpu: bool = False
-
-
-def compile_readiness(target: Target) -> Readiness:
-    if target.backend != "tensorrt":
-        return Readiness(False, f"{target.name} runs onnxruntime; no TensorRT engine is needed")
-    from edgekit.board.backends.tensorrt_backend.builder import current_gpu
-    from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
-
-    reason = tensorrt_unavailable_reason()
-    if reason:
-        return Readiness(False, f"no engine built here: {reason}")
-    gpu, capability = current_gpu()
-    wanted = ".".join(map(str, target.compute_capability or ()))
-    if capability != wanted:
-        why = (
-            f"no engine built here: this GPU is {gpu} (compute {capability}) but {target.name} is compute {wanted}, "
-            "and an engine only runs on the GPU architecture it was built on"
-        )
-        return Readiness(False, why, other_gpu=True)
-    return Readiness(True, f"TensorRT and a compute {capability} GPU ({gpu}) are present")
-
-
-def board_command(output: Path) -> str:
-    """What to run on the board after copying the bundle folder there."""
-    return f"edgekit compile --bundle {output.name}"
+    return Manifest(
+        model=ModelInfo(checkpoint.model_name, checkpoint.model_kwargs, stats.params, stats.macs),
+        classes=checkpoint.classes,
+        preprocessing=preprocessing,
+        input=InputSpec(INPUT_NAME, [1, 3, height, width], "float32", normalized_in_graph=False),
+        output=OutputSpec(CLASSMAP_NAME, "classmap", "int32"),
+        target=target.name,
+        target_profile=target.to_dict(),
+        precision=choice.chosen,
+        precision_choice={"requested": choice.requested, "chosen": choice.chosen, "reason": choice.reason},
+        artifacts=Artifacts(
+            onnx=dict(variants),
+            runtime_onnx=runtime_onnx,
+            calibration_cache=calibration_cache,
+            checkpoint=CHECKPOINT_FILE,
+        ),
+        built_with={"host": platform.node(), "platform": platform.platform(), "python": platform.python_version()},
+    )
 
 
 def _maybe_compile(
-    options: BuildOptions, target: Target, root: Path, output: Path, manifest: dict[str, Any], console: Console
+    options: BuildOptions, target: Target, root: Path, output: Path, manifest: Manifest, console: Console
 ) -> tuple[dict[str, Any] | None, str]:
     readiness = compile_readiness(target) if options.compile else Readiness(False, "no engine built: --no-compile")
     why = readiness.why
@@ -448,76 +416,7 @@ def _maybe_compile(
             f"{target.software.get('tensorrt')})"
         )
     engine = compile_engine(root, manifest, dla_core=options.dla_core, log=console.print)
-    return engine, f"built {ENGINE_ARTIFACT} with TensorRT {engine['tensorrt_version']} on {engine['gpu']}"
-
-
-def compile_engine(
-    root: Path, manifest: dict[str, Any], dla_core: int | None = None, log: Callable[[str], Any] = print
-) -> dict[str, Any]:
-    """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry."""
-    from edgekit.board.backends.tensorrt_backend.builder import (
-        EngineRequest,
-        build_engine,
-        onnx_for,
-        parse_release,
-        tensorrt_version,
-    )
-
-    version = tensorrt_version()
-    if version is None:
-        raise EdgekitError("TensorRT does not import here; install it (JetPack ships it) to compile the bundle")
-    profile = manifest["target_profile"]
-    precision = manifest["precision"]
-    onnx_file, _ = onnx_for(parse_release(version), precision, manifest["artifacts"]["onnx"])
-    cache = manifest["artifacts"].get("calibration_cache")
-    request = EngineRequest(
-        onnx=root / onnx_file,
-        precision=precision,
-        workspace_mib=int(profile.get("workspace_mib") or 1024),
-        calibration_cache=root / cache if cache else None,
-        dla_core=dla_core,
-        optimization_level=profile.get("builder_optimization_level"),
-    )
-    expected = profile.get("software", {}).get("tensorrt")
-    if expected and parse_release(expected) != parse_release(version):
-        log(
-            f"[yellow]note:[/yellow] {profile['name']} lists TensorRT {expected}; building with the installed {version}"
-        )
-    info = build_engine(request, root / ENGINE_ARTIFACT, log=log)
-    return info.to_dict()
-
-
-def compile_bundle(
-    bundle_dir: Path, dla_core: int | None = None, any_gpu: bool = False, console: Console | None = None
-) -> Bundle:
-    """``edgekit compile`` on the board: build the engine into a verified bundle, atomically, and re-hash it."""
-    from edgekit.board.targets import parse_target
-
-    console = console or Console(stderr=True)
-    bundle = Bundle.load(bundle_dir)
-    if "target_profile" not in bundle.manifest:
-        raise EdgekitError(f"{bundle_dir} was not made by `edgekit build` (no target profile); rebuild it")
-    # the profile recorded at build time: the board needs no copy of targets/
-    target = parse_target(dict(bundle.manifest["target_profile"]), Path(f"{bundle.manifest['target']}.yaml"))
-    readiness = compile_readiness(target)
-    if readiness.other_gpu and not any_gpu:
-        raise EdgekitError(f"{readiness.why}; pass --any-gpu to build for this GPU anyway")
-    if not readiness.ready and not readiness.other_gpu:
-        raise EdgekitError(readiness.why)
-    with BundleWriter(bundle.root) as writer:
-        for relative in bundle.manifest["files"]:
-            shutil.copy2(bundle.root / relative, writer.path(relative))
-        manifest = {k: v for k, v in bundle.manifest.items() if k not in ("format", "version", "files")}
-        started = time.perf_counter()
-        manifest["engine"] = compile_engine(writer.staging, manifest, dla_core=dla_core, log=console.print)
-        manifest["artifacts"]["engine"] = ENGINE_ARTIFACT
-        console.print(f"[green]✓[/green] engine built in {time.perf_counter() - started:.1f} s")
-        report = json.loads((bundle.root / "report.json").read_text())
-        report["engine"] = manifest["engine"]
-        report["compile"] = f"engine built on this device ({manifest['engine']['gpu']})"
-        writer.path("report.json").write_text(json.dumps(report, indent=2) + "\n")
-        writer.path("report.md").write_text(render_report(report))
-        return writer.commit(manifest)
+    return engine, f"built {ENGINE_FILE} with TensorRT {engine['tensorrt_version']} on {engine['gpu']}"
 
 
 def _relative(report: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -528,54 +427,15 @@ def _relative(report: dict[str, Any], root: Path) -> dict[str, Any]:
     }
 
 
-def _report(manifest: dict[str, Any], stages: list[StageRecord], compile_note: str) -> dict[str, Any]:
+def _report(manifest: Manifest, stages: list[StageRecord], compile_note: str) -> dict[str, Any]:
     return {
-        "model": manifest["model"],
-        "target": manifest["target"],
-        "precision": manifest["precision_choice"],
-        "input_size": manifest["preprocessing"]["input_size"],
-        "artifacts": manifest["artifacts"],
-        "metrics": manifest["metrics"],
-        "engine": manifest["engine"],
+        "model": manifest.model.to_json(),
+        "target": manifest.target,
+        "precision": manifest.precision_choice,
+        "input_size": list(manifest.preprocessing.input_size),
+        "artifacts": manifest.artifacts.to_json(),
+        "metrics": manifest.metrics,
+        "engine": manifest.engine,
         "compile": compile_note,
         "stages": [{"name": s.name, "seconds": s.seconds, "summary": s.summary} for s in stages],
     }
-
-
-def render_report(report: dict[str, Any]) -> str:
-    """The human-readable report.md from report.json."""
-    model = report["model"]
-    lines = [
-        f"# edgekit bundle: {model['name']} for {report['target']}",
-        "",
-        f"- precision: **{report['precision']['chosen']}** ({report['precision']['reason']})",
-        f"- input: {report['input_size'][0]}x{report['input_size'][1]}, "
-        f"{model['params']:,} parameters, {model['macs'] / 1e9:.2f} GMACs",
-        f"- runtime ONNX (onnxruntime anywhere): `{report['artifacts']['runtime_onnx']}`",
-        f"- engine: {report['compile']}",
-        "",
-        "## Accuracy",
-        "",
-    ]
-    accuracy = report["metrics"].get("accuracy", {})
-    lines += [f"{accuracy.get('data', '')}, {accuracy.get('runtime', '')}.", ""]
-    lines += ["| variant | file | mIoU | pixel agreement with FP32 |", "|---|---|---|---|"]
-    for precision, values in accuracy.get("variants", {}).items():
-        file = report["artifacts"]["onnx"][precision]
-        lines.append(f"| {precision} | `{file}` | {values['miou']:.4f} | {values['agreement_with_fp32']:.2%} |")
-    int8 = report["metrics"].get("int8")
-    if int8:
-        budget = "met" if int8["met_budget"] else "NOT met (details: metrics.int8 in report.json)"
-        lines += [
-            "",
-            f"INT8 ({int8['method']}, {int8['calibration_images']} images of `{int8['calibration_set']}`): "
-            f"{int8['int8_layers']}/{int8['conv_layers']} convolutions in INT8, hold-out pixel agreement with FP32 "
-            f"{int8['pixel_agreement']:.2%}; budget of {int8['max_drop']} changed pixels {budget}. "
-            f"Calibration cache: `{report['artifacts']['calibration_cache']}` (TensorRT {int8['trt_version']} header).",
-        ]
-    source = report["metrics"].get("model_source", {})
-    if "best_val_miou" in source:
-        lines += ["", f"Trained on {source['trained_on']} (val mIoU {source['best_val_miou']:.4f})."]
-    lines += ["", "## Stages", "", "| stage | seconds | result |", "|---|---|---|"]
-    lines += [f"| {s['name']} | {s['seconds']:.1f} | {s['summary']} |" for s in report["stages"]]
-    return "\n".join(lines) + "\n"

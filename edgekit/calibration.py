@@ -54,8 +54,8 @@ class CalibrationSet:
 
 
 def synthetic_frames(count: int, size: tuple[int, int], first_seed: int) -> list[np.ndarray]:
-    """BGR uint8 synthetic street scenes (edgekit.data.synthetic) for seeds ``first_seed...``, at ``size``."""
-    from edgekit.data.synthetic import generate_scene
+    """BGR uint8 synthetic street scenes (edgekit.board.synthetic) for seeds ``first_seed...``, at ``size``."""
+    from edgekit.board.synthetic import generate_scene
 
     return [generate_scene(seed, size)[0] for seed in range(first_seed, first_seed + count)]
 

@@ -18,6 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekit.board.bundle import (
+    CLASSMAP_NAME,
+    INPUT_NAME,
+    LOGITS_NAME,
+    META_CLASSES,
+    META_IO,
+    META_MODEL,
+    META_PREPROCESSING,
+)
 from edgekit.board.classes import ClassSet
 from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
@@ -29,13 +38,6 @@ if TYPE_CHECKING:
     from edgekit.checkpoint import Checkpoint
 
 OPSET = 17
-INPUT_NAME = "input"
-LOGITS_NAME = "logits"
-CLASSMAP_NAME = "classmap"
-META_PREPROCESSING = "edgekit.preprocessing"
-META_CLASSES = "edgekit.classes"
-META_MODEL = "edgekit.model"
-META_IO = "edgekit.io"
 ARGMAX_MIN_AGREEMENT = 0.999  # in-graph ArgMax: only exact logit ties may differ between PyTorch and onnxruntime
 SYNTHETIC_VERIFY_SEEDS = (1001, 1002)
 

@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from edgekit.board.classes import ClassSet
 from edgekit.board.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, present_classes
 from edgekit.board.preprocess import Preprocessing
+from edgekit.board.synthetic import SyntheticScenes
 from edgekit.checkpoint import Checkpoint
 from edgekit.data.datasets import SegmentationSource, open_dataset
 from edgekit.data.loader import Batch, SegmentationDataset, collate
-from edgekit.data.synthetic import SyntheticScenes
 from edgekit.data.transforms import Augmentation
 from edgekit.errors import EdgekitError
 from edgekit.models import build_model, get_spec

@@ -29,10 +29,11 @@ def _export_tiny_bundle(
     """ESPNet (random weights, seed 0) with optional in-graph normalisation/ArgMax, as a real edgekit bundle."""
     import torch
 
-    from edgekit.board.bundle import BundleWriter
+    from edgekit.board.bundle import Artifacts, BundleWriter, InputSpec, Manifest, ModelInfo, OutputSpec
     from edgekit.board.classes import cityscapes_classes
     from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.models import build_model
+    from edgekit.models.stats import measure
 
     torch.manual_seed(0)
     net = build_model("espnet", num_classes=20).eval()
@@ -51,6 +52,7 @@ def _export_tiny_bundle(
             return out.argmax(dim=1).to(torch.uint8) if argmax else out
 
     width, height = size
+    counted = measure(net, size)
     dtype = torch.uint8 if normalize_in_graph else torch.float32
     example = torch.zeros(1, 3, height, width, dtype=dtype)
     with BundleWriter(destination) as writer, warnings.catch_warnings():
@@ -59,24 +61,17 @@ def _export_tiny_bundle(
             Deployed().eval(), (example,), str(writer.path("model.onnx")), opset_version=17,
             input_names=["input"], output_names=["classmap" if argmax else "logits"], dynamo=False,
         )  # fmt: skip
-        return writer.commit(
-            {
-                "model": {"name": "espnet", "kwargs": {}},
-                "classes": cityscapes_classes().to_dict(),
-                "preprocessing": preprocessing.to_dict(),
-                "input": {
-                    "name": "input",
-                    "shape": [1, 3, height, width],
-                    "dtype": "uint8" if normalize_in_graph else "float32",
-                    "normalized_in_graph": normalize_in_graph,
-                },
-                "output": {"name": "classmap" if argmax else "logits", "kind": "classmap" if argmax else "logits"},
-                "target": "test",
-                "precision": "fp32",
-                "artifacts": {"onnx": {"fp32": "model.onnx"}, "runtime_onnx": "model.onnx", "engine": None},
-                "engine": None,
-            }
-        ).root
+        manifest = Manifest(
+            model=ModelInfo("espnet", {}, params=counted.params, macs=counted.macs),
+            classes=cityscapes_classes(),
+            preprocessing=preprocessing,
+            input=InputSpec("input", [1, 3, height, width], "uint8" if normalize_in_graph else "float32",
+                            normalized_in_graph=normalize_in_graph),
+            output=OutputSpec("classmap", "classmap", "uint8") if argmax else OutputSpec("logits", "logits"),
+            target="test", target_profile={}, precision="fp32", precision_choice={},
+            artifacts=Artifacts(onnx={"fp32": "model.onnx"}, runtime_onnx="model.onnx"),
+        )  # fmt: skip
+        return writer.commit(manifest).root
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +120,7 @@ def int8_bundle(tiny_logits_bundle: Path, tmp_path_factory: pytest.TempPathFacto
     from edgekit.board.bundle import Bundle, BundleWriter
 
     source = Bundle.load(tiny_logits_bundle)
-    shape = source.manifest["input"]["shape"]
+    shape = source.manifest.input.shape
     rng = np.random.default_rng(0)
 
     class Reader(CalibrationDataReader):
@@ -141,8 +136,8 @@ def int8_bundle(tiny_logits_bundle: Path, tmp_path_factory: pytest.TempPathFacto
         quantize_static(str(source.runtime_onnx), str(writer.path("model.int8.onnx")), Reader(),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         per_channel=True)  # fmt: skip
-        manifest = {k: v for k, v in source.manifest.items() if k not in ("format", "version", "files")}
-        manifest["artifacts"] = {**manifest["artifacts"], "onnx": {"fp32": "model.onnx", "int8": "model.int8.onnx"}}
+        manifest = source.manifest
+        manifest.artifacts.onnx = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
         return writer.commit(manifest).root
 
 
@@ -152,9 +147,9 @@ def bench_document(int8_bundle: Path, tmp_path_factory: pytest.TempPathFactory) 
     labelled synthetic street scenes (so both agreement with FP32 and mIoU are measured)."""
     import cv2
 
-    from edgekit.bench.core import Bench, BenchConfig
+    from edgekit.board.measure.bench import Bench, BenchConfig
     from edgekit.board.measure.timing import StopRule
-    from edgekit.data.synthetic import generate_scene
+    from edgekit.board.synthetic import generate_scene
 
     scenes = tmp_path_factory.mktemp("scenes")
     (scenes / "labels").mkdir()

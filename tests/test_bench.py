@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.bench.core import SCHEMA, Bench, BenchConfig, load_results, write_results
 from edgekit.bench.macs import graph_stats
 from edgekit.board.backends.torch_backend import TorchBackend, authors_timing_loop
+from edgekit.board.measure.bench import SCHEMA, Bench, BenchConfig, load_results, write_results
 from edgekit.board.measure.fingerprint import FIELDS, NOT_AVAILABLE, device_fingerprint
 from edgekit.board.measure.monitor import PowerMonitor, parse_tegrastats_power_w, peak_rss_mb, reset_peak_rss
 from edgekit.board.measure.timing import StopRule, median_ci, relative_ci, time_until_stable

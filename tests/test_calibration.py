@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
+from edgekit.board.synthetic import generate_scene
 from edgekit.calibration import load_calibration
-from edgekit.data.synthetic import generate_scene
 from edgekit.errors import EdgekitError
 
 PREPROCESSING = ESPNET_CITYSCAPES.with_size(64, 32)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
+from edgekit.board.synthetic import generate_scene, write_cityscapes_layout
 from edgekit.data.datasets import CAMVID, UnreadableSample, camvid, folder, open_dataset
 from edgekit.data.loader import SegmentationDataset, Skipped
-from edgekit.data.synthetic import generate_scene, write_cityscapes_layout
 from edgekit.data.transforms import Augmentation
 from edgekit.errors import EdgekitError
 
@@ -124,7 +124,7 @@ def test_augmentation_keeps_image_and_mask_aligned() -> None:
 
 
 def test_dataset_yields_preprocessed_tensors_at_training_size() -> None:
-    from edgekit.data.synthetic import SyntheticScenes
+    from edgekit.board.synthetic import SyntheticScenes
 
     preprocessing = ESPNET_CITYSCAPES.with_size(128, 64)
     scenes = SyntheticScenes(2, (256, 128), seed=3)

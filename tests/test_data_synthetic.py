@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgekit.board.synthetic import DRAWN_TRAIN_IDS, generate_scene, synthetic_video
 from edgekit.cli import main
-from edgekit.data.synthetic import DRAWN_TRAIN_IDS, generate_scene, synthetic_video
 from edgekit.errors import EdgekitError
 
 

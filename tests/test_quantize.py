@@ -101,7 +101,7 @@ def test_report_and_cache(tiny_report: object, tiny_onnx: Path) -> None:
 
 
 def test_mixed_precision_meets_a_tight_budget(tiny_onnx: Path, tiny_report: object, tmp_path: Path) -> None:
-    from edgekit.data.synthetic import generate_scene
+    from edgekit.board.synthetic import generate_scene
 
     preprocessing = read_metadata(tiny_onnx).preprocessing
     calibration = load_calibration("default", preprocessing, count=4)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from edgekit.bench.browser import check_report_page, find_chromium
-from edgekit.bench.core import write_results
 from edgekit.bench.published import PUBLISHED
 from edgekit.bench.report import MAIN_TABLE_ID, build_report
+from edgekit.board.measure.bench import write_results
 from edgekit.cli import main
 
 

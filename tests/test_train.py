@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import edgekit.train as training
+from edgekit.board.synthetic import generate_scene
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
-from edgekit.data.synthetic import generate_scene
 from edgekit.train import TrainConfig, TrainResult, learning_rate, train
 
 TINY = {

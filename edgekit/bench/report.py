@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.core import load_results
 from edgekit.bench.published import PUBLISHED, PublishedFigure
+from edgekit.board.measure.bench import load_results
 from edgekit.errors import EdgekitError
 
 MAIN_TABLE_ID = "fps-table"

@@ -1,17 +1,19 @@
 """The deployable bundle: a folder with ONNX variants, optional engine, and ``manifest.json`` describing it.
 
-Written by ``edgekit build`` (atomically: staged in a sibling folder and renamed into place, so a failed build
-never leaves a half-written bundle that looks valid), read by the runner, ``edgekit compile`` and the
-benchmarks. Every file is listed with its sha256 and verified at load. Torch-free: boards read bundles.
+This module is the one owner of the bundle contract between host and board: the artifact file names, the manifest
+schema (typed below, so no reader or writer spells its keys) and the sha256 listing. Written by ``edgekit build``
+(atomically: staged in a sibling folder and renamed into place, so a failed build never leaves a half-written
+bundle that looks valid), read by the runner, ``edgekit compile`` and the benchmarks. Every file is listed with its
+sha256 and verified at load. Torch-free and Python 3.6: boards read bundles.
 """
 
 import hashlib
 import json
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from edgekit.board.classes import ClassSet
 from edgekit.board.preprocess import Preprocessing
@@ -20,6 +22,26 @@ from edgekit.errors import EdgekitError
 FORMAT = "edgekit-bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
+
+# The artifact names: the one table every writer and reader of a bundle uses.
+ONNX_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.qdq.onnx"}
+CALIBRATION_CACHE_FILE = "calibration.cache"
+CHECKPOINT_FILE = "checkpoint.pt"
+ENGINE_FILE = "model.engine"
+TIMING_CACHE_FILE = "timing.cache"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+# Graph tensor names and the ONNX metadata keys that carry the preprocessing and classes with an exported model.
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+CLASSMAP_NAME = "classmap"
+META_PREPROCESSING = "edgekit.preprocessing"
+META_CLASSES = "edgekit.classes"
+META_MODEL = "edgekit.model"
+META_IO = "edgekit.io"
+# Model files given alone (not in a bundle), recognised by suffix.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def sha256_file(path: Path) -> str:
@@ -30,34 +52,155 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class Bundle:
-    """A loaded bundle. ``manifest`` keys (all written by ``edgekit build``):
+_Part = TypeVar("_Part", bound="_Section")
 
-    - ``model``: {name, kwargs, params, macs}; ``classes``: ClassSet dict; ``preprocessing``: Preprocessing dict
-    - ``input``: {name, shape, dtype ("float32"/"uint8"), normalized_in_graph}
-    - ``output``: {name, kind ("logits"/"classmap")}
-    - ``target``, ``precision``: what it was built for
-    - ``artifacts``: {onnx: {precision: file}, runtime_onnx: file, calibration_cache: file|None, engine: file|None}
-    - ``engine``: {tensorrt_version, gpu, compute_capability, ...} or None
-    - ``metrics``: accuracy and parity figures measured during the build
-    - ``files``: {relative path: sha256} for every other file in the bundle
+
+class _Section:
+    """A manifest section: a dataclass read from its JSON object, naming the key that is missing or mistyped."""
+
+    @classmethod
+    def from_json(cls: Type[_Part], data: Any, where: str) -> _Part:
+        if not isinstance(data, dict):
+            raise EdgekitError(f"{where}: expected an object, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]  # type: ignore[arg-type]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise EdgekitError(f"{where}: missing {', '.join(missing)}; rebuild the bundle with `edgekit build`")
+        return cls(**{name: data[name] for name in names if name in data})
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ModelInfo(_Section):
+    name: str
+    kwargs: Dict[str, Any]
+    params: int
+    macs: int
+
+
+@dataclass
+class InputSpec(_Section):
+    name: str
+    shape: List[int]  # NCHW
+    dtype: str  # "float32", or "uint8" with normalisation in the graph
+    normalized_in_graph: bool = False
+
+
+@dataclass
+class OutputSpec(_Section):
+    name: str
+    kind: str  # "logits" (NCHW scores) or "classmap" (NHW class ids)
+    dtype: str = "float32"
+
+
+@dataclass
+class Artifacts(_Section):
+    """Bundle-relative file names (values of the table above); ``onnx`` maps precision -> file."""
+
+    onnx: Dict[str, str]
+    runtime_onnx: str  # the variant that runs anywhere onnxruntime does
+    calibration_cache: Optional[str] = None
+    checkpoint: Optional[str] = None
+    engine: Optional[str] = None
+
+
+@dataclass
+class Manifest:
+    """What ``manifest.json`` says about a bundle (``files``, ``format`` and ``version`` belong to :class:`Bundle`).
+
+    ``target_profile`` is the whole device profile at build time, so a board needs no copy of ``targets/``;
+    ``engine`` describes the TensorRT engine once one is built (release, GPU, compute capability);
+    ``metrics`` holds what the build measured (export parity, FP16/INT8 agreement, accuracy, class-map check);
+    ``extra`` keeps any key this reader does not know, written back unchanged.
     """
 
+    model: ModelInfo
+    classes: ClassSet
+    preprocessing: Preprocessing
+    input: InputSpec
+    output: OutputSpec
+    target: str
+    target_profile: Dict[str, Any]
+    precision: str
+    precision_choice: Dict[str, Any]
+    artifacts: Artifacts
+    engine: Optional[Dict[str, Any]] = None
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    built_with: Dict[str, Any] = field(default_factory=dict)
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    _REQUIRED = (
+        *("model", "classes", "preprocessing", "input", "output"),
+        *("target", "target_profile", "precision", "artifacts"),
+    )
+
+    def to_json(self) -> Dict[str, Any]:
+        data = {
+            "model": self.model.to_json(),
+            "classes": self.classes.to_dict(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "input": self.input.to_json(),
+            "output": self.output.to_json(),
+            "target": self.target,
+            "target_profile": self.target_profile,
+            "precision": self.precision,
+            "precision_choice": self.precision_choice,
+            "artifacts": self.artifacts.to_json(),
+            "engine": self.engine,
+            "metrics": self.metrics,
+            "built_with": self.built_with,
+        }
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any], where: str) -> "Manifest":
+        missing = [key for key in cls._REQUIRED if key not in data]
+        if missing:
+            raise EdgekitError(
+                f"{where}: missing {', '.join(missing)}; it was not made by this `edgekit build`, rebuild it"
+            )
+        known = {f.name for f in fields(cls) if f.name != "extra"}
+        return cls(
+            model=ModelInfo.from_json(data["model"], f"{where}: model"),
+            classes=ClassSet.from_dict(data["classes"]),
+            preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+            input=InputSpec.from_json(data["input"], f"{where}: input"),
+            output=OutputSpec.from_json(data["output"], f"{where}: output"),
+            target=str(data["target"]),
+            target_profile=dict(data["target_profile"]),
+            precision=str(data["precision"]),
+            precision_choice=dict(data.get("precision_choice") or {}),
+            artifacts=Artifacts.from_json(data["artifacts"], f"{where}: artifacts"),
+            engine=data.get("engine"),
+            metrics=dict(data.get("metrics") or {}),
+            built_with=dict(data.get("built_with") or {}),
+            extra={k: v for k, v in data.items() if k not in known and k not in ("format", "version", "files")},
+        )
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its folder, its typed manifest and the sha256 of every other file in it."""
+
     root: Path
-    manifest: Dict[str, Any]
+    manifest: Manifest
+    files: Dict[str, str]
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.manifest["preprocessing"])
+        return self.manifest.preprocessing
 
     @property
     def classes(self) -> ClassSet:
-        return ClassSet.from_dict(self.manifest["classes"])
+        return self.manifest.classes
 
     @property
     def model_name(self) -> str:
-        return str(self.manifest["model"]["name"])
+        return self.manifest.model.name
 
     def artifact(self, relative: Optional[str]) -> Optional[Path]:
         return None if relative is None else self.root / relative
@@ -65,13 +208,11 @@ class Bundle:
     @property
     def runtime_onnx(self) -> Path:
         """The ONNX model that runs anywhere onnxruntime does."""
-        path = self.artifact(self.manifest["artifacts"]["runtime_onnx"])
-        assert path is not None
-        return path
+        return self.root / self.manifest.artifacts.runtime_onnx
 
     @property
     def engine(self) -> Optional[Path]:
-        return self.artifact(self.manifest["artifacts"].get("engine"))
+        return self.artifact(self.manifest.artifacts.engine)
 
     @classmethod
     def load(cls, root: Union[str, Path], verify: bool = True) -> "Bundle":
@@ -80,21 +221,23 @@ class Bundle:
         if not manifest_path.is_file():
             raise EdgekitError(f"{root} is not an edgekit bundle (no {MANIFEST}); create one with `edgekit build`")
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
+            data = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EdgekitError(f"{manifest_path} is corrupt: {exc}") from exc
-        if manifest.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise EdgekitError(f"{manifest_path} is not an edgekit bundle manifest")
-        if manifest.get("version") != VERSION:
-            raise EdgekitError(f"{root}: bundle version {manifest.get('version')} is not supported (want {VERSION})")
-        bundle = cls(root=root, manifest=manifest)
+        if data.get("version") != VERSION:
+            raise EdgekitError(f"{root}: bundle version {data.get('version')} is not supported (want {VERSION})")
+        bundle = cls(
+            root=root, manifest=Manifest.from_json(data, str(manifest_path)), files=dict(data.get("files", {}))
+        )
         if verify:
             bundle.verify()
         return bundle
 
     def verify(self) -> None:
         """Check every listed file against its sha256; a mismatch means a corrupt or tampered bundle."""
-        for relative, expected in self.manifest.get("files", {}).items():
+        for relative, expected in self.files.items():
             path = self.root / relative
             if not path.is_file():
                 raise EdgekitError(f"bundle {self.root} is incomplete: {relative} is missing; rebuild it")
@@ -121,13 +264,13 @@ class BundleWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def commit(self, manifest: Dict[str, Any]) -> Bundle:
+    def commit(self, manifest: Manifest) -> Bundle:
         files = {
             str(p.relative_to(self.staging)): sha256_file(p)
             for p in sorted(self.staging.rglob("*"))
             if p.is_file() and p.name != MANIFEST
         }
-        full = {"format": FORMAT, "version": VERSION, **manifest, "files": files}
+        full = {"format": FORMAT, "version": VERSION, **manifest.to_json(), "files": files}
         (self.staging / MANIFEST).write_text(json.dumps(full, indent=2) + "\n")
         if self.destination.exists():
             backup = self.destination.with_name(f".{self.destination.name}.old-{uuid.uuid4().hex[:8]}")
@@ -136,7 +279,7 @@ class BundleWriter:
             shutil.rmtree(backup)
         else:
             self.staging.rename(self.destination)
-        return Bundle(root=self.destination, manifest=full)
+        return Bundle(root=self.destination, manifest=manifest, files=files)
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from edgekit.board.sources.base import Frame, Source, StallError
 from edgekit.board.stats import LatencyRecorder, RateMeter, RunStats, latency_summary
 from edgekit.board.visualize import draw_legend, overlay
 from edgekit.errors import EdgekitError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +221,7 @@ def run_pipeline(
     alpha: float = 0.5,
     legend: bool = True,
     stats_path: Optional[Union[str, Path]] = None,
-    progress: bool = False,
+    progress: "Optional[Console]" = None,
     handle_signals: bool = True,
     stage_niceness: int = STAGE_NICENESS,
 ) -> RunStats:
@@ -227,7 +230,8 @@ def run_pipeline(
     Takes ownership of ``source`` and ``sinks``: both are closed on every exit path, so a video sink is always
     finalized. ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before and after
     streaming (same process, same input) and reports the pipeline's FPS relative to it. ``stage_niceness`` (Linux)
-    lowers the CPU priority of every stage but inference; 0 keeps them equal. Raises PipelineError (with the stats
+    lowers the CPU priority of every stage but inference; 0 keeps them equal. ``progress``: the rich console to draw
+    a progress bar on (the caller's, so the library never picks an output stream). Raises PipelineError (with the stats
     attached and written) when a stage fails or the source stalls.
     """
     control = _Control()
@@ -332,7 +336,7 @@ def run_pipeline(
         return run
 
     stages = [("preprocess", preprocess), ("inference", infer), ("postprocess", postprocess), ("output", output)]
-    progress_bar = _progress(source, enabled=progress)
+    progress_bar = None if progress is None else _Progress(progress, source.frame_count, source.live)
     log.info("running %s -> %s on %s", stats.source, ", ".join(stats.sinks), backend.name)
     started = time.perf_counter()
     timing: Optional[_InferenceOnly] = None
@@ -497,16 +501,14 @@ def _finish(
 class _Progress:
     """A rich progress bar (total known for files and folders) updated from the output thread."""
 
-    def __init__(self, total: Optional[int], what: str) -> None:
+    def __init__(self, console: "Console", total: Optional[int], live: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from edgekit.cli.common import console
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=False,
         )  # fmt: skip
-        self.task = self.progress.add_task(what, total=total)
+        self.task = self.progress.add_task("live" if live else "frames", total=total)
         self.progress.start()
 
     def advance(self, count: int) -> None:
@@ -514,12 +516,6 @@ class _Progress:
 
     def stop(self) -> None:
         self.progress.stop()
-
-
-def _progress(source: Source, enabled: bool) -> Optional[_Progress]:
-    if not enabled:
-        return None
-    return _Progress(source.frame_count, "live" if source.live else "frames")
 
 
 def model_inputs(model: Union[Bundle, Path]) -> Tuple[Preprocessing, ClassSet]:
@@ -532,7 +528,7 @@ def model_inputs(model: Union[Bundle, Path]) -> Tuple[Preprocessing, ClassSet]:
 
         import onnxruntime as ort
 
-        from edgekit.export import META_CLASSES, META_PREPROCESSING
+        from edgekit.board.bundle import META_CLASSES, META_PREPROCESSING
 
         # Only the metadata is wanted here (the backend loads the model for inference): skip graph optimisation.
         options = ort.SessionOptions()

@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgekit.bench.core import Bench, BenchConfig, write_results
+    from edgekit.board.measure.bench import Bench, BenchConfig, write_results
     from edgekit.board.measure.timing import StopRule
     from edgekit.errors import EdgekitError
 

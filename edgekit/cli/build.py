@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.build import BuildOptions, board_command, build
+    from edgekit.board.compile import board_command
+    from edgekit.build import BuildOptions, build
 
     result = build(
         BuildOptions(
@@ -60,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
     root = result.bundle.root
     console.print(f"\n[bold]bundle:[/bold] {root}  ({result.seconds:.0f} s; report: {root / 'report.md'})")
     if result.engine_built:
-        console.print(f"engine: {result.compile_note}. Run it: edgekit run --model {root} ...")
+        console.print(f"engine: {result.compile_note}. Run it: edgekit run --bundle {root} ...")
     else:
         console.print(f"engine: {result.compile_note}")
-        if result.bundle.manifest["target_profile"]["backend"] == "tensorrt":
+        if result.bundle.manifest.target_profile["backend"] == "tensorrt":
             console.print(
                 f"[bold]on the board:[/bold] copy {root.name}/ there, then `{board_command(root)}`; "
-                f"meanwhile it runs anywhere with onnxruntime ({result.bundle.manifest['artifacts']['runtime_onnx']})"
+                f"meanwhile it runs anywhere with onnxruntime ({result.bundle.manifest.artifacts.runtime_onnx})"
             )
     return 0

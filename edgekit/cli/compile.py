@@ -21,10 +21,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.build import compile_bundle
+    from edgekit.board.compile import compile_bundle
 
-    bundle = compile_bundle(args.bundle, dla_core=args.dla_core, any_gpu=args.any_gpu, console=console)
-    engine = bundle.manifest["engine"]
+    bundle = compile_bundle(args.bundle, dla_core=args.dla_core, any_gpu=args.any_gpu, log=console.print)
+    engine = bundle.manifest.engine
+    assert engine is not None
     console.print(
         f"engine: {bundle.engine} (TensorRT {engine['tensorrt_version']}, {engine['gpu']}, "
         f"compute {engine['compute_capability']}, {engine['precision']})"

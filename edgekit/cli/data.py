@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from edgekit.data.synthetic import write_cityscapes_layout
+    from edgekit.board.synthetic import write_cityscapes_layout
 
     out = write_cityscapes_layout(args.out, args.count, args.size, args.seed, args.val_fraction)
     console.print(f"wrote {args.count} synthetic scenes at {args.size[0]}x{args.size[1]} to {out}")

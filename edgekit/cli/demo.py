@@ -39,10 +39,11 @@ def register(subparsers: Any) -> None:
 
 
 def default_bundle() -> Path:
+    from edgekit.board.bundle import MANIFEST
     from edgekit.errors import EdgekitError
 
     for candidate in DEFAULT_BUNDLES:
-        if (candidate / "manifest.json").is_file():
+        if (candidate / MANIFEST).is_file():
             return candidate
     raise EdgekitError(
         f"no demo bundle at {DEFAULT_BUNDLES[0]}: run `make demo` (it builds one), or pass --bundle DIR "
@@ -52,13 +53,13 @@ def default_bundle() -> Path:
 
 def sample_source(bundle: Path, out_dir: Path) -> Tuple[str, Optional[float], str]:
     """(source URI, output fps, why): a sample from the domain the bundle's model knows."""
-    import json
+    from edgekit.board.bundle import Bundle
 
-    source = json.loads((bundle / "manifest.json").read_text()).get("metrics", {}).get("model_source", {})
+    source = Bundle.load(bundle, verify=False).manifest.metrics.get("model_source", {})
     synthetic_model = source.get("trained_on") == "synthetic street scenes"
     if SHARED_SEQUENCE.is_dir() and not synthetic_model:
         return str(SHARED_SEQUENCE), SAMPLE_FPS, "real street frames from ../shared/samples"
-    from edgekit.data.synthetic import synthetic_video
+    from edgekit.board.synthetic import synthetic_video
 
     path = out_dir / "synthetic-street.mp4"
     if not path.is_file():

@@ -104,7 +104,7 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
             backend, source, sinks, preprocessing, classes,
             queue_size=args.queue_size, stall_timeout=args.stall_timeout,
             inference_only_iterations=args.measure_inference, max_frames=args.max_frames, alpha=args.alpha,
-            stats_path=args.stats, progress=True, stage_niceness=args.stage_niceness,
+            stats_path=args.stats, progress=console, stage_niceness=args.stage_niceness,
         )  # fmt: skip
     summary = (
         f"{stats.frames_out} frames out of {stats.frames_in} in, {stats.frames_dropped} dropped, "

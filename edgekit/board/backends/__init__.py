@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from edgekit.board.backends.base import Backend, OutputKind, to_classmap
-from edgekit.board.bundle import MANIFEST, Bundle
+from edgekit.board.bundle import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, MANIFEST, Bundle
 from edgekit.errors import EdgekitError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 __all__ = ["BACKENDS", "Backend", "OutputKind", "choose_backend", "open_backend", "resolve_model", "to_classmap"]
 
@@ -36,8 +34,8 @@ def resolve_model(model: Union[Union[str, Path], Bundle]) -> Union[Bundle, Path]
 
 
 def _bundle_output_kind(bundle: Bundle) -> Optional[OutputKind]:
-    kind = bundle.manifest.get("output", {}).get("kind")
-    return kind if kind in ("logits", "classmap") else None
+    kind = bundle.manifest.output.kind
+    return kind if kind in ("logits", "classmap") else None  # type: ignore[return-value]
 
 
 def choose_backend(model: Union[Bundle, Path], backend: str = "auto") -> Tuple[str, str]:
@@ -95,7 +93,7 @@ def _open(model: Union[Bundle, Path], backend: str, options: Dict[str, Any]) -> 
                 f"bundle {bundle.root} has no TensorRT engine; run `edgekit compile --bundle {bundle.root}`"
             )
         return TensorRTBackend(
-            bundle.engine, built_for=bundle.manifest.get("engine"), output_kind=_bundle_output_kind(bundle), **options
+            bundle.engine, built_for=bundle.manifest.engine, output_kind=_bundle_output_kind(bundle), **options
         )
     # torch: an edgekit checkpoint, at its preprocessing's input size unless input_shape is given
     if not isinstance(model, Path) or model.suffix not in CHECKPOINT_SUFFIXES:

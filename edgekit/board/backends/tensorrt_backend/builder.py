@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from edgekit.board.bundle import TIMING_CACHE_FILE
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ GATED: Dict[str, Tuple[Optional[Release], Optional[Release]]] = {
     "IInt8EntropyCalibrator2": (None, EXPLICIT_INT8),
     "IBuilderConfig.int8_calibrator": (None, EXPLICIT_INT8),
 }
-ENGINE_FILE = "model.engine"
-TIMING_CACHE_FILE = "timing.cache"
 SIDECAR_SUFFIX = ".json"
 
 

@@ -7,12 +7,10 @@ with the camera moved forward gives a driving video. Everything is deterministic
 (a few milliseconds at 1024x512), so tests, the demo and training can generate scenes on the fly.
 """
 
-from __future__ import annotations
-
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -30,7 +28,7 @@ PAINTS = ((240, 240, 240), (30, 30, 30), (150, 150, 155), (40, 40, 170), (150, 8
 
 CAMERA_HEIGHT = 1.5  # metres above the road
 NEAR, FAR = 1.2, 250.0  # metres: what the camera draws
-Colour = tuple[int, int, int]
+Colour = Tuple[int, int, int]
 
 
 @dataclass
@@ -44,25 +42,27 @@ class _Canvas:
     horizon: float
     road_center: Callable[[float], float]
 
-    def project(self, x: float, y: float, z: float) -> tuple[float, float]:
+    def project(self, x: float, y: float, z: float) -> Tuple[float, float]:
         """World point relative to the road centre at depth z -> pixel (u, v)."""
         z = max(z, NEAR)
         return self.cx + self.focal * (x + self.road_center(z)) / z, self.horizon + self.focal * (CAMERA_HEIGHT - y) / z
 
-    def poly(self, points: list[tuple[float, float]], colour: Colour, train_id: int | None) -> None:
+    def poly(self, points: List[Tuple[float, float]], colour: Colour, train_id: Optional[int]) -> None:
         pts = np.asarray(points).clip(-1e5, 1e5).astype(np.int32)
         cv2.fillPoly(self.image, [pts], colour, lineType=cv2.LINE_AA)
         if train_id is not None:
             cv2.fillPoly(self.label, [pts], train_id)
 
-    def world_poly(self, points: Sequence[tuple[float, float, float]], colour: Colour, train_id: int | None) -> None:
+    def world_poly(self, points: Sequence[Tuple[float, float, float]], colour: Colour, train_id: Optional[int]) -> None:
         self.poly([self.project(*p) for p in points], colour, train_id)
 
-    def box(self, x0: float, x1: float, y0: float, y1: float, z: float, colour: Colour, train_id: int | None) -> None:
+    def box(
+        self, x0: float, x1: float, y0: float, y1: float, z: float, colour: Colour, train_id: Optional[int]
+    ) -> None:
         """An upright rectangle facing the camera at depth z."""
         self.world_poly([(x0, y0, z), (x1, y0, z), (x1, y1, z), (x0, y1, z)], colour, train_id)
 
-    def disc(self, x: float, y: float, z: float, radius: float, colour: Colour, train_id: int | None) -> None:
+    def disc(self, x: float, y: float, z: float, radius: float, colour: Colour, train_id: Optional[int]) -> None:
         u, v = self.project(x, y, z)
         r = max(1, round(self.focal * radius / max(z, NEAR)))
         centre = (round(u), round(v))
@@ -70,7 +70,9 @@ class _Canvas:
         if train_id is not None:
             cv2.circle(self.label, centre, r, train_id, -1)
 
-    def ellipse(self, x: float, y: float, z: float, rx: float, ry: float, colour: Colour, train_id: int | None) -> None:
+    def ellipse(
+        self, x: float, y: float, z: float, rx: float, ry: float, colour: Colour, train_id: Optional[int]
+    ) -> None:
         u, v = self.project(x, y, z)
         axes = (max(1, round(self.focal * rx / z)), max(1, round(self.focal * ry / z)))
         cv2.ellipse(self.image, (round(u), round(v)), axes, 0, 0, 360, colour, -1, lineType=cv2.LINE_AA)
@@ -96,13 +98,13 @@ class _World:
     curvature: float  # lateral offset of the road centre = curvature * z**2 (metres)
     lateral_offset: float  # camera offset from the road centre
     verge_id: int  # what lies between the sidewalk and the facades: terrain or more sidewalk
-    colours: dict[str, Colour]
+    colours: Dict[str, Colour]
     sky_top: Colour
     sky_bottom: Colour
-    things: list[_Thing] = field(default_factory=list)
-    backdrop: list[_Thing] = field(default_factory=list)  # facades: always behind the street furniture
-    lane_offsets: tuple[float, ...] = ()
-    lighting: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 4.0)  # gain, bias, colour cast, noise sigma
+    things: List[_Thing] = field(default_factory=list)
+    backdrop: List[_Thing] = field(default_factory=list)  # facades: always behind the street furniture
+    lane_offsets: Tuple[float, ...] = ()
+    lighting: Tuple[float, float, float, float] = (1.0, 0.0, 0.0, 4.0)  # gain, bias, colour cast, noise sigma
 
 
 def _jitter(rng: np.random.Generator, colour: Colour, amount: int = 18) -> Colour:
@@ -228,7 +230,7 @@ def _tree(rng: np.random.Generator, x: float, height: float) -> Drawer:
         if z <= NEAR + 1.0:
             return
         canvas.box(x - 0.15, x + 0.15, 0, height * 0.6, z, trunk, VEGETATION)
-        for (dx, dy, r), green in zip(blobs, greens, strict=True):
+        for (dx, dy, r), green in zip(blobs, greens):
             canvas.disc(x + dx, height * 0.7 + dy, z, r * height / 7.0, green, VEGETATION)
 
     return draw
@@ -364,8 +366,8 @@ def _add_traffic(rng: np.random.Generator, world: _World, length: float) -> None
 
 
 def _render(
-    world: _World, camera_z: float, size: tuple[int, int], rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+    world: _World, camera_z: float, size: Tuple[int, int], rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
     width, height = size
     focal = 0.9 * width
     horizon = height * 0.45
@@ -390,7 +392,7 @@ def _render(
 
     depths = np.geomspace(NEAR, FAR, 24)
 
-    def strip(x0: float, x1: float, colour: Colour, train_id: int | None) -> None:
+    def strip(x0: float, x1: float, colour: Colour, train_id: Optional[int]) -> None:
         near_edge = [canvas.project(x0, 0.0, float(z)) for z in depths]
         far_edge = [canvas.project(x1, 0.0, float(z)) for z in depths[::-1]]
         canvas.poly(near_edge + far_edge, colour, train_id)
@@ -448,14 +450,14 @@ def _light(image: np.ndarray, world: _World, rng: np.random.Generator) -> np.nda
     return cv2.add(lit, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+def _check_size(size: Tuple[int, int]) -> Tuple[int, int]:
     width, height = int(size[0]), int(size[1])
     if width < 16 or height < 16:
         raise EdgekitError(f"synthetic scenes need at least 16x16 pixels, got {width}x{height}")
     return width, height
 
 
-def generate_scene(seed: int, size: tuple[int, int] = (1024, 512)) -> tuple[np.ndarray, np.ndarray]:
+def generate_scene(seed: int, size: Tuple[int, int] = (1024, 512)) -> Tuple[np.ndarray, np.ndarray]:
     """(HxWx3 uint8 BGR image, HxW uint8 Cityscapes train-id label with 255 = ignore) for (width, height) `size`."""
     size = _check_size(size)
     rng = np.random.default_rng(seed)
@@ -464,7 +466,7 @@ def generate_scene(seed: int, size: tuple[int, int] = (1024, 512)) -> tuple[np.n
 
 
 def synthetic_video(
-    path: Path, frames: int = 90, size: tuple[int, int] = (640, 360), fps: float = 15.0, seed: int = 0
+    path: Path, frames: int = 90, size: Tuple[int, int] = (640, 360), fps: float = 15.0, seed: int = 0
 ) -> Path:
     """An mp4 (mp4v) of the camera driving forward along one synthetic street; the runner's bundled sample."""
     size = _check_size(size)
@@ -503,7 +505,7 @@ class SyntheticScenes:
     """`count` scenes generated on demand (no disk), a SegmentationSource labelled with the 19 Cityscapes classes."""
 
     count: int
-    size: tuple[int, int] = (1024, 512)
+    size: Tuple[int, int] = (1024, 512)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -514,7 +516,7 @@ class SyntheticScenes:
     def __len__(self) -> int:
         return self.count
 
-    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         return generate_scene(self.seed + index, self.size)
 
     def read_mask(self, index: int) -> np.ndarray:
@@ -525,7 +527,7 @@ class SyntheticScenes:
 
 
 def write_cityscapes_layout(
-    out_dir: Path, count: int, size: tuple[int, int] = (1024, 512), seed: int = 0, val_fraction: float = 0.2
+    out_dir: Path, count: int, size: Tuple[int, int] = (1024, 512), seed: int = 0, val_fraction: float = 0.2
 ) -> Path:
     """Write `count` scenes as a Cityscapes tree (city 'synth'): leftImg8bit + gtFine labelIds and labelTrainIds."""
     from rich.progress import Progress

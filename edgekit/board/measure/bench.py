@@ -6,20 +6,19 @@ the installed tools cannot run is kept in the results as ``skipped`` with the re
 instead of silently dropping it.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import json
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from edgekit.board.backends import BACKENDS, choose_backend
 from edgekit.board.backends.base import Backend, to_classmap
+from edgekit.board.bundle import Bundle
 from edgekit.board.classes import ClassSet
 from edgekit.board.measure.fingerprint import NOT_AVAILABLE, device_fingerprint, device_tier
 from edgekit.board.measure.monitor import PowerMonitor, peak_rss_mb, reset_peak_rss
@@ -31,12 +30,10 @@ from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     from edgekit.bench.macs import GraphStats
-    from edgekit.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "edgekit-bench/1"
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
 MAX_SAMPLES_KEPT = 500  # per combination, for the latency-distribution plots
 PIPELINE_VIDEO_SIZE = (1024, 512)  # a camera-like frame: the pipeline resizes it like a real one
@@ -46,28 +43,28 @@ PIPELINE_VIDEO_SIZE = (1024, 512)  # a camera-like frame: the pipeline resizes i
 class BenchConfig:
     """What to measure. Either ``models`` (zoo names, exported here) or ``bundle`` (a built bundle folder)."""
 
-    models: list[str] = field(default_factory=list)
-    bundle: Path | None = None
-    precisions: list[str] = field(default_factory=lambda: ["fp32"])
-    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1024, 512)])
-    batches: list[int] = field(default_factory=lambda: [1])
+    models: List[str] = field(default_factory=list)
+    bundle: Optional[Path] = None
+    precisions: List[str] = field(default_factory=lambda: ["fp32"])
+    sizes: List[Tuple[int, int]] = field(default_factory=lambda: [(1024, 512)])
+    batches: List[int] = field(default_factory=lambda: [1])
     backend: str = "auto"
     device: str = "auto"  # onnxruntime: auto/cpu/cuda/tensorrt; torch: auto/cpu/cuda
     threads: int = (
         0  # CPU threads for inference (onnxruntime intra-op, torch.set_num_threads); 0: the runtime's default
     )
     num_classes: int = 20
-    images: list[Path] = field(default_factory=list)  # real frames: timed input, accuracy and the pipeline video
-    labels: Path | None = None  # folder of label PNGs named like the images (train ids, 255 ignored)
-    video: Path | None = None  # full-pipeline FPS source; made from ``images`` when not given
-    target: str | None = None  # target profile whose peak_gmacs gives the fraction of peak
+    images: List[Path] = field(default_factory=list)  # real frames: timed input, accuracy and the pipeline video
+    labels: Optional[Path] = None  # folder of label PNGs named like the images (train ids, 255 ignored)
+    video: Optional[Path] = None  # full-pipeline FPS source; made from ``images`` when not given
+    target: Optional[str] = None  # target profile whose peak_gmacs gives the fraction of peak
     rule: StopRule = field(default_factory=StopRule)
     profile_runs: int = 10
     torch_baseline: bool = True  # with --backend torch, also time the ESPNet authors' naive eager FP32 loop
     baseline_iterations: int = 100  # the authors' count (the first is discarded)
     channels_last: bool = True  # torch backend optimisations (CUDA graphs only on CUDA)
     cuda_graphs: bool = True
-    workdir: Path | None = None  # exported ONNX files; a temporary folder when None
+    workdir: Optional[Path] = None  # exported ONNX files; a temporary folder when None
     pipeline_frames: int = 60  # frames of the synthetic pipeline video (when no --video); 0 skips the pipeline
 
 
@@ -76,98 +73,24 @@ class Workload:
     """One network at one size: where its ONNX files come from and how its input is made."""
 
     model: str
-    size: tuple[int, int]
+    size: Tuple[int, int]
     preprocessing: Preprocessing
     onnx_for: Callable[[str, int], Path]  # (precision, batch) -> ONNX path; raises Skip when not available
-    module: Callable[[], Any] | None  # the nn.Module, for the torch backend (zoo models only)
+    module: Optional[Callable[[], Any]]  # the nn.Module, for the torch backend (zoo models only)
     classes: ClassSet
-    engine: Path | None = None
+    bundle: Optional[Bundle] = None  # a bundle's workload: opened through the backends' chooser and opener
 
 
 class Skip(Exception):
     """A combination this device or install cannot run; the message says why and lands in the results."""
 
 
-def _zoo_workloads(config: BenchConfig, workdir: Path) -> Iterator[Workload]:
-    from edgekit.models import build_model, get_spec
-
-    for name in config.models:
-        spec = get_spec(name)
-        for size in config.sizes:
-
-            def module(name: str = name) -> Any:
-                return build_model(name, num_classes=config.num_classes).eval()
-
-            def onnx_for(precision: str, batch: int, name: str = name, size: tuple[int, int] = size) -> Path:
-                return zoo_onnx(name, size, batch, precision, config.num_classes, workdir)
-
-            classes = ClassSet.generic(config.num_classes)
-            yield Workload(name, size, spec.default_preprocessing.with_size(*size), onnx_for, module, classes)
-
-
-def zoo_onnx(name: str, size: tuple[int, int], batch: int, precision: str, num_classes: int, workdir: Path) -> Path:
-    """The zoo network through ``edgekit export`` (static for batch 1, dynamic batch axis otherwise), or its FP16
-    variant, or its ``edgekit quantize`` INT8 Q/DQ model.
-
-    Weights are random: speed does not depend on them, and INT8/FP16 accuracy is measured as agreement with
-    the FP32 prediction of the same network.
-    """
-    from edgekit.export import convert_fp16, export_onnx
-
-    stem = workdir / f"{name}-{size[0]}x{size[1]}-{'b1' if batch == 1 else 'dynamic'}"
-    fp32 = stem.with_name(stem.name + "-fp32.onnx")
-    if not fp32.is_file():
-        try:
-            export_onnx(random_checkpoint(name, num_classes), fp32, input_size=size, dynamic_batch=batch != 1)
-        except Exception as exc:  # the exporter raises many types (SymbolicValueError, RuntimeError, ...)
-            if batch == 1:
-                raise
-            raise Skip(
-                f"{name} does not export with a dynamic batch axis ({type(exc).__name__}); use --batch 1"
-            ) from exc
-    if precision == "fp32":
-        return fp32
-    variant = stem.with_name(f"{stem.name}-{precision}.onnx")
-    if variant.is_file():
-        return variant
-    if precision == "fp16":
-        convert_fp16(fp32, variant)
-    else:
-        from edgekit.calibration import load_calibration
-        from edgekit.quantize import quantize_int8
-
-        spec_preprocessing = random_checkpoint(name, num_classes).preprocessing.with_size(*size)
-        calibration = load_calibration("default", spec_preprocessing)
-        report = quantize_int8(fp32, calibration, variant, show_progress=False)
-        log.info("INT8 %s: %.1f%% of MACs in INT8, agreement %.4f", name, 100 * report.int8_mac_share,
-                 report.pixel_agreement)  # fmt: skip
-    return variant
-
-
-def random_checkpoint(name: str, num_classes: int) -> Checkpoint:
-    """A zoo network with its default initialisation, packaged as a checkpoint for the export stage."""
-    from edgekit.checkpoint import Checkpoint
-    from edgekit.models import build_model, get_spec
-
-    model = build_model(name, num_classes=num_classes).eval()
-    return Checkpoint(
-        model_name=name,
-        model_kwargs={},
-        classes=ClassSet.generic(num_classes),
-        preprocessing=get_spec(name).default_preprocessing,
-        state_dict=model.state_dict(),
-        meta={"weights": "random initialisation (benchmark: speed only)"},
-    )
-
-
 def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
-    from edgekit.board.bundle import Bundle
-
     assert config.bundle is not None
     bundle = Bundle.load(config.bundle)
-    shape = bundle.manifest["input"]["shape"]
+    shape = bundle.manifest.input.shape
     size = (int(shape[3]), int(shape[2]))
-    onnx_files: dict[str, str] = bundle.manifest["artifacts"].get("onnx", {})
+    onnx_files = bundle.manifest.artifacts.onnx
 
     def onnx_for(precision: str, batch: int) -> Path:
         if precision not in onnx_files:
@@ -176,7 +99,7 @@ def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
             raise Skip(f"bundle {bundle.root} was exported for batch {shape[0]}, not {batch}")
         return bundle.root / onnx_files[precision]
 
-    checkpoint = bundle.artifact(bundle.manifest["artifacts"].get("checkpoint"))
+    checkpoint = bundle.artifact(bundle.manifest.artifacts.checkpoint)
 
     def module() -> Any:
         from edgekit.checkpoint import Checkpoint
@@ -185,24 +108,20 @@ def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
         return Checkpoint.load(checkpoint).build()
 
     yield Workload(bundle.model_name, size, bundle.preprocessing, onnx_for, module if checkpoint else None,
-                   bundle.classes, bundle.engine)  # fmt: skip
+                   bundle.classes, bundle)  # fmt: skip
 
 
-def resolve_backend(requested: str, workload: Workload) -> tuple[str, str]:
-    """(backend, why): 'auto' takes TensorRT where an engine and the tensorrt module exist, else onnxruntime."""
+def resolve_backend(requested: str, workload: Workload) -> Tuple[str, str]:
+    """(backend, why): a bundle's through the runner's own chooser (TensorRT only for an engine built for this
+    GPU and release); a zoo network's ONNX runs on onnxruntime unless another backend is requested."""
+    if workload.bundle is not None:
+        return choose_backend(workload.bundle, requested)
     if requested != "auto":
         return requested, "requested"
-    if workload.engine is not None:
-        try:
-            import tensorrt  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-
-            return "tensorrt", "auto: bundle has an engine and tensorrt is installed"
-        except ImportError:
-            return "onnxruntime", "auto: bundle has an engine but tensorrt is not installed here"
-    return "onnxruntime", "auto: no TensorRT engine, onnxruntime is the default backend"
+    return "onnxruntime", "auto: a zoo network is exported to ONNX here; onnxruntime runs it"
 
 
-def _frames(config: BenchConfig, preprocessing: Preprocessing) -> list[np.ndarray]:
+def _frames(config: BenchConfig, preprocessing: Preprocessing) -> List[np.ndarray]:
     """The real images resized to the network (BGR uint8), or one fixed synthetic frame when none were given."""
     if config.images:
         return [preprocessing.resize_bgr(read_bgr(path)) for path in config.images]
@@ -215,15 +134,15 @@ def _model_input(backend: Backend, preprocessing: Preprocessing, frame: np.ndarr
     return np.ascontiguousarray(np.repeat(one, batch, axis=0))
 
 
-def _class_maps(backend: Backend, preprocessing: Preprocessing, frames: list[np.ndarray], batch: int) -> np.ndarray:
+def _class_maps(backend: Backend, preprocessing: Preprocessing, frames: List[np.ndarray], batch: int) -> np.ndarray:
     maps = [to_classmap(backend.infer(_model_input(backend, preprocessing, f, batch)), backend.output_kind)[0]
             for f in frames]  # fmt: skip
     return np.stack(maps)
 
 
-def _accuracy(config: BenchConfig, maps: np.ndarray, reference: np.ndarray | None, precision: str) -> dict[str, Any]:
+def _accuracy(config: BenchConfig, maps: np.ndarray, reference: Optional[np.ndarray], precision: str) -> Dict[str, Any]:
     """Pixel agreement with the FP32 prediction of the same network, and mIoU where labels were given."""
-    result: dict[str, Any] = {}
+    result: Dict[str, Any] = {}
     if precision == "fp32":
         result["agreement_with_fp32"] = "reference"
     elif reference is not None:
@@ -236,7 +155,7 @@ def _accuracy(config: BenchConfig, maps: np.ndarray, reference: np.ndarray | Non
     import cv2
 
     matrix = np.zeros((config.num_classes, config.num_classes), np.int64)
-    for path, prediction in zip(config.images, maps, strict=True):
+    for path, prediction in zip(config.images, maps):
         label_path = config.labels / f"{path.stem}.png"
         label = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
         if label is None:
@@ -275,16 +194,16 @@ def _open(backend: str, workload: Workload, precision: str, batch: int, config: 
             cuda_graphs=config.cuda_graphs and on_cuda,
         )
     if backend == "tensorrt":
-        if workload.engine is None:
-            raise Skip("no TensorRT engine: build one on this device with `edgekit build --target ...`")
-        return open_backend(workload.engine, backend="tensorrt")
+        if workload.bundle is None or workload.bundle.engine is None:
+            raise Skip("no TensorRT engine: build one on this device with `edgekit compile --bundle DIR`")
+        return open_backend(workload.bundle, backend="tensorrt")
     if backend == "onnxruntime":
         path = workload.onnx_for(precision, batch)
         return open_backend(path, backend="onnxruntime", device=config.device, intra_op_threads=config.threads)
     raise EdgekitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
-def _graph_stats(path: Path) -> GraphStats:
+def _graph_stats(path: Path) -> "GraphStats":
     try:
         from edgekit.bench.macs import graph_stats
     except ImportError as exc:
@@ -293,7 +212,7 @@ def _graph_stats(path: Path) -> GraphStats:
     return graph_stats(path)
 
 
-def _samples_kept(timing: TimingResult) -> list[float]:
+def _samples_kept(timing: TimingResult) -> List[float]:
     ms = np.asarray(timing.samples_s) * 1e3
     if ms.size > MAX_SAMPLES_KEPT:
         ms = ms[np.linspace(0, ms.size - 1, MAX_SAMPLES_KEPT).astype(int)]
@@ -314,25 +233,30 @@ class Bench:
         if config.backend not in BACKENDS:
             raise EdgekitError(f"unknown backend {config.backend!r}; use {', '.join(BACKENDS)}")
         self.config = config
-        self.peak: dict[str, float | None] = {}
-        self.target_name: str | None = None
-        self.target_kind: str | None = None
+        self.peak: Dict[str, Optional[float]] = {}
+        self.target_name: Optional[str] = None
+        self.target_kind: Optional[str] = None
         if config.target:
             from edgekit.board.targets import load_target
 
             target = load_target(config.target)
             self.peak, self.target_name, self.target_kind = dict(target.peak_gmacs), target.name, target.kind
 
-    def combinations(self, workdir: Path) -> list[tuple[Workload, int, str]]:
-        workloads = list(_bundle_workloads(self.config) if self.config.bundle else _zoo_workloads(self.config, workdir))
+    def combinations(self, workdir: Path) -> List[Tuple[Workload, int, str]]:
+        if self.config.bundle is not None:
+            workloads = list(_bundle_workloads(self.config))
+        else:  # zoo networks are exported here: host code (torch, onnx), imported only for them
+            from edgekit.bench.zoo import zoo_workloads
+
+            workloads = list(zoo_workloads(self.config, workdir))
         return [(w, b, p) for w in workloads for b in self.config.batches for p in self.config.precisions]
 
-    def run(self, progress: Callable[[str], None] | None = None, command: str | None = None) -> dict[str, Any]:
+    def run(self, progress: Optional[Callable[[str], None]] = None, command: Optional[str] = None) -> Dict[str, Any]:
         fingerprint = device_fingerprint()
-        results: list[dict[str, Any]] = []
+        results: List[Dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
             workdir = self.config.workdir or Path(tmp)
-            references: dict[tuple[str, tuple[int, int]], np.ndarray] = {}
+            references: Dict[Tuple[str, Tuple[int, int]], np.ndarray] = {}
             for workload, batch, precision in self.combinations(workdir):
                 label = f"{workload.model} {workload.size[0]}x{workload.size[1]} b{batch} {precision}"
                 if progress:
@@ -352,7 +276,7 @@ class Bench:
             "results": results,
         }
 
-    def _base(self, workload: Workload, batch: int, precision: str, backend: str) -> dict[str, Any]:
+    def _base(self, workload: Workload, batch: int, precision: str, backend: str) -> Dict[str, Any]:
         return {
             "model": workload.model,
             "size": list(workload.size),
@@ -368,9 +292,9 @@ class Bench:
         precision: str,
         backend_name: str,
         why: str,
-        references: dict[tuple[str, tuple[int, int]], np.ndarray],
+        references: Dict[Tuple[str, Tuple[int, int]], np.ndarray],
         workdir: Path,
-    ) -> dict[str, Any]:
+    ) -> Dict[str, Any]:
         result = {**self._base(workload, batch, precision, backend_name), "backend_choice": why}
         reset_peak_rss()
         try:
@@ -392,8 +316,9 @@ class Bench:
                 status="ok",
                 backend_info=backend.describe(),
                 latency_ms=latency_stats(timing.samples_s),
-                timing={k: v for k, v in timing.to_dict().items() if k != "samples_s"}
-                | {"runs": len(timing.samples_s)},
+                timing=dict(
+                    {k: v for k, v in timing.to_dict().items() if k != "samples_s"}, runs=len(timing.samples_s)
+                ),
                 samples_ms=_samples_kept(timing),
                 fps_inference=batch / p50_s,
                 power=power.result(frames=len(timing.samples_s) * batch),
@@ -408,7 +333,7 @@ class Bench:
         result["peak_gmacs"], result["fraction_of_peak"] = self._fraction_of_peak(precision, result)
         return result
 
-    def _fraction_of_peak(self, precision: str, result: dict[str, Any]) -> tuple[Any, Any]:
+    def _fraction_of_peak(self, precision: str, result: Dict[str, Any]) -> Tuple[Any, Any]:
         """GMAC/s over the target's peak, refused when the run used the CPU but the profile describes a GPU."""
         peak = self.peak.get(precision)
         if peak is None:
@@ -420,9 +345,13 @@ class Bench:
             return peak, reason
         return peak, result["gmacs_per_s"] / peak
 
-    def _count(self, backend: str, workload: Workload, batch: int) -> dict[str, Any]:
-        """Params and MACs of what runs: the PyTorch module (forward hooks) for torch, else the FP32 ONNX graph."""
-        if backend == "torch" and workload.module is not None:
+    def _count(self, backend: str, workload: Workload, batch: int) -> Dict[str, Any]:
+        """Params and MACs of what runs: a bundle's from its manifest (counted on the PyTorch module at build, so
+        a board needs no onnx package), a zoo network's on the PyTorch module for torch, else on its FP32 ONNX."""
+        if workload.bundle is not None:
+            model = workload.bundle.manifest.model
+            params, macs, where = model.params, model.macs, "bundle manifest (PyTorch module at build time)"
+        elif backend == "torch" and workload.module is not None:
             from edgekit.models.stats import measure
 
             stats = measure(workload.module(), workload.size)
@@ -432,7 +361,7 @@ class Bench:
             params, macs, where = counted.params, counted.macs, "FP32 ONNX graph (BN folded)"
         return {"params": params, "macs_per_image": macs, "gmacs_per_image": macs / 1e9, "counted_on": where}
 
-    def _device_resident(self, backend: Backend, batch_input: np.ndarray) -> dict[str, Any]:
+    def _device_resident(self, backend: Backend, batch_input: np.ndarray) -> Dict[str, Any]:
         """Torch only: forward on an input already on the device, no host copies (what the authors' loop and
         trtexec time), beside the host-to-host ``infer`` figure every backend gets."""
         if backend.name != "torch":  # checked by name: importing the torch backend would import torch on a board
@@ -454,8 +383,8 @@ class Bench:
             "stable": timing.stable,
         }
 
-    def _memory(self, backend: Backend, power: PowerMonitor) -> dict[str, Any]:
-        gpu: float | str = f"{NOT_AVAILABLE} (no GPU backend)"
+    def _memory(self, backend: Backend, power: PowerMonitor) -> Dict[str, Any]:
+        gpu: Union[float, str] = f"{NOT_AVAILABLE} (no GPU backend)"
         if power.gpu_memory_peak_mb is not None:
             gpu = power.gpu_memory_peak_mb
         device = getattr(backend, "device", None)
@@ -468,7 +397,7 @@ class Bench:
 
     def _profile(
         self, backend: Backend, workload: Workload, precision: str, batch: int, batch_input: np.ndarray
-    ) -> list[dict[str, Any]] | str:
+    ) -> Union[List[Dict[str, Any]], str]:
         if self.config.profile_runs <= 0:
             return f"{NOT_AVAILABLE} (profiling off)"
         if backend.name == "tensorrt":
@@ -479,7 +408,7 @@ class Bench:
             return profile_onnxruntime(path, batch_input, providers, runs=self.config.profile_runs)
         return f"{NOT_AVAILABLE} (the {backend.name} backend offers no per-layer profile)"
 
-    def _pipeline(self, backend: Backend, workload: Workload, batch: int, workdir: Path) -> dict[str, Any]:
+    def _pipeline(self, backend: Backend, workload: Workload, batch: int, workdir: Path) -> Dict[str, Any]:
         """Full-pipeline FPS on a video file through the runner (capture, preprocessing, inference, overlay)."""
         if batch != 1:
             return {"status": "not applicable", "reason": "the runner streams single frames (batch 1)"}
@@ -491,7 +420,7 @@ class Bench:
 
         video = self.config.video or self._default_video(workdir)
         stats = run_pipeline(backend, open_source(video), [NullSink()], workload.preprocessing, workload.classes,
-                             handle_signals=False, progress=False)  # fmt: skip
+                             handle_signals=False)  # fmt: skip
         end_to_end = stats.latency.get("end_to_end", {})
         return {
             "status": "ok",
@@ -504,14 +433,14 @@ class Bench:
 
     def _default_video(self, workdir: Path) -> Path:
         """The synthetic driving video of edgekit.data (real mp4 frames), made once per bench run."""
-        from edgekit.data.synthetic import synthetic_video
+        from edgekit.board.synthetic import synthetic_video
 
         path = workdir / "pipeline.mp4"
         if not path.is_file():
             synthetic_video(path, frames=self.config.pipeline_frames, size=PIPELINE_VIDEO_SIZE, fps=30.0)
         return path
 
-    def authors_baseline(self, workload: Workload) -> dict[str, Any]:
+    def authors_baseline(self, workload: Workload) -> Dict[str, Any]:
         """The naive PyTorch eager FP32 loop exactly as the ESPNet authors timed it (mean of 99 iterations)."""
         from edgekit.board.backends.torch_backend import authors_timing_loop
 
@@ -531,7 +460,7 @@ class Bench:
         }
 
 
-def write_results(document: dict[str, Any], path: str | Path) -> Path:
+def write_results(document: Dict[str, Any], path: Union[str, Path]) -> Path:
     """Write atomically: an interrupted bench never leaves half a JSON file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -541,7 +470,7 @@ def write_results(document: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
+def load_results(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     try:
         document = json.loads(path.read_text())

@@ -1,0 +1,113 @@
+"""``edgekit compile`` on the board: build a bundle's TensorRT engine where it will run, atomically.
+
+Needs only the board layer plus TensorRT (and pycuda or cuda-python): no torch, no onnx tooling. ``edgekit build``
+calls the same code when the host itself has TensorRT and a GPU of the target's architecture.
+"""
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from edgekit.board.bundle import ENGINE_FILE, REPORT_JSON, REPORT_MD, Bundle, BundleWriter, Manifest
+from edgekit.board.report import render_report
+from edgekit.board.targets import Target, parse_target
+from edgekit.errors import EdgekitError
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether this machine can build the target's engine, and why (``other_gpu``: only the GPU differs)."""
+
+    ready: bool
+    why: str
+    other_gpu: bool = False
+
+
+def compile_readiness(target: Target) -> Readiness:
+    if target.backend != "tensorrt":
+        return Readiness(False, f"{target.name} runs onnxruntime; no TensorRT engine is needed")
+    from edgekit.board.backends.tensorrt_backend.builder import current_gpu
+    from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        return Readiness(False, f"no engine built here: {reason}")
+    gpu, capability = current_gpu()
+    wanted = ".".join(map(str, target.compute_capability or ()))
+    if capability != wanted:
+        why = (
+            f"no engine built here: this GPU is {gpu} (compute {capability}) but {target.name} is compute {wanted}, "
+            "and an engine only runs on the GPU architecture it was built on"
+        )
+        return Readiness(False, why, other_gpu=True)
+    return Readiness(True, f"TensorRT and a compute {capability} GPU ({gpu}) are present")
+
+
+def board_command(output: Path) -> str:
+    """What to run on the board after copying the bundle folder there."""
+    return f"edgekit compile --bundle {output.name}"
+
+
+def compile_engine(
+    root: Path, manifest: Manifest, dla_core: Optional[int] = None, log: Callable[[str], Any] = print
+) -> Dict[str, Any]:
+    """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry."""
+    from edgekit.board.backends.tensorrt_backend.builder import (
+        EngineRequest,
+        build_engine,
+        onnx_for,
+        parse_release,
+        tensorrt_version,
+    )
+
+    version = tensorrt_version()
+    if version is None:
+        raise EdgekitError("TensorRT does not import here; install it (JetPack ships it) to compile the bundle")
+    profile = manifest.target_profile
+    precision = manifest.precision
+    onnx_file, _ = onnx_for(parse_release(version), precision, manifest.artifacts.onnx)
+    cache = manifest.artifacts.calibration_cache
+    request = EngineRequest(
+        onnx=root / onnx_file,
+        precision=precision,
+        workspace_mib=int(profile.get("workspace_mib") or 1024),
+        calibration_cache=root / cache if cache else None,
+        dla_core=dla_core,
+        optimization_level=profile.get("builder_optimization_level"),
+    )
+    expected = profile.get("software", {}).get("tensorrt")
+    if expected and parse_release(expected) != parse_release(version):
+        log(f"note: {profile['name']} lists TensorRT {expected}; building with the installed {version}")
+    info = build_engine(request, root / ENGINE_FILE, log=log)
+    return info.to_dict()
+
+
+def compile_bundle(
+    bundle_dir: Path, dla_core: Optional[int] = None, any_gpu: bool = False, log: Callable[[str], Any] = print
+) -> Bundle:
+    """Build the engine into a verified bundle, atomically, and re-hash it."""
+    bundle = Bundle.load(bundle_dir)
+    manifest = bundle.manifest
+    # the profile recorded at build time: the board needs no copy of targets/
+    target = parse_target(dict(manifest.target_profile), Path(f"{manifest.target}.yaml"))
+    readiness = compile_readiness(target)
+    if readiness.other_gpu and not any_gpu:
+        raise EdgekitError(f"{readiness.why}; pass --any-gpu to build for this GPU anyway")
+    if not readiness.ready and not readiness.other_gpu:
+        raise EdgekitError(readiness.why)
+    with BundleWriter(bundle.root) as writer:
+        for relative in bundle.files:
+            shutil.copy2(bundle.root / relative, writer.path(relative))
+        started = time.perf_counter()
+        manifest.engine = compile_engine(writer.staging, manifest, dla_core=dla_core, log=log)
+        manifest.artifacts.engine = ENGINE_FILE
+        log(f"engine built in {time.perf_counter() - started:.1f} s")
+        report = json.loads((bundle.root / REPORT_JSON).read_text())
+        report["engine"] = manifest.engine
+        report["compile"] = f"engine built on this device ({manifest.engine['gpu']})"
+        writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+        writer.path(REPORT_MD).write_text(render_report(report))
+        return writer.commit(manifest)
