@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[host,dev,gstreamer,bench]"
+	$(PY) -m pip install -q -e ".[host,runtime,dev,gstreamer,bench]"
 	touch $@
 
 # Debian packages: GStreamer with its introspection data (gst:// sources), what PyGObject builds against, and

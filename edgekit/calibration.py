@@ -27,9 +27,10 @@ import numpy as np
 import yaml
 
 from edgekit.board.preprocess import Preprocessing, read_bgr
+from edgekit.board.targets import data_dir
 from edgekit.errors import EdgekitError
 
-CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "calibration"
+CALIBRATION_DIR = data_dir("calibration")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 MIN_SIDE_FRACTION = 0.25  # an image needing more than 4x upscaling says little about real input statistics
 

@@ -166,3 +166,14 @@ def bench_document(int8_bundle: Path, tmp_path_factory: pytest.TempPathFactory) 
         pipeline_frames=4, target="cpu-x86", workdir=tmp_path_factory.mktemp("bench-work"),
     )  # fmt: skip
     return Bench(config).run(command="pytest")
+
+
+@pytest.fixture(scope="session")
+def nano_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real `edgekit build --target jetson-nano` (brief training on synthetic scenes) shared by the tests."""
+    from edgekit.cli import main
+
+    out = tmp_path_factory.mktemp("build") / "nano"
+    tiny = ["--input-size", "64x32", "--train-seconds", "2", "--eval-scenes", "2"]
+    assert main(["build", "--target", "jetson-nano", *tiny, "-o", str(out)]) == 0
+    return out, "jetson-nano"

@@ -44,8 +44,7 @@ class ClassSet:
     @classmethod
     def generic(cls, count: int) -> "ClassSet":
         """Numbered classes with well-separated colours, for models trained on unnamed labels."""
-        rng = np.random.default_rng(0)
-        colours = rng.integers(0, 256, size=(count, 3))
+        colours = np.random.RandomState(0).randint(0, 256, size=(count, 3))  # numpy 1.13 (JetPack 4.6) API
         colours[0] = 0
         return cls(
             names=tuple(f"class{i}" for i in range(count)),

@@ -457,10 +457,24 @@ def _check_size(size: Tuple[int, int]) -> Tuple[int, int]:
     return width, height
 
 
+def _generator(seed: int) -> "np.random.Generator":
+    """The scenes' random stream: numpy's Generator (1.17+), so a seed gives the same scene on every machine.
+
+    JetPack 4.6 ships numpy 1.13 from apt; there the demo needs a real --source or a newer numpy, said in one line
+    rather than drawing different scenes from the legacy RandomState.
+    """
+    if not hasattr(np.random, "default_rng"):
+        raise EdgekitError(
+            f"synthetic street scenes need numpy >= 1.17 (this is {np.__version__}): pip3 install 'numpy>=1.17,<1.20', "
+            "or give a real --source"
+        )
+    return np.random.default_rng(seed)
+
+
 def generate_scene(seed: int, size: Tuple[int, int] = (1024, 512)) -> Tuple[np.ndarray, np.ndarray]:
     """(HxWx3 uint8 BGR image, HxW uint8 Cityscapes train-id label with 255 = ignore) for (width, height) `size`."""
     size = _check_size(size)
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     world = _sample_world(rng, length=0.0)
     return _render(world, 0.0, size, rng)
 
@@ -474,7 +488,7 @@ def synthetic_video(
         raise EdgekitError(f"a video needs at least one frame and a positive fps, got frames={frames}, fps={fps}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     speed = 10.0  # metres per second
     world = _sample_world(rng, length=speed * frames / fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)

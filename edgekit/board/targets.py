@@ -45,10 +45,18 @@ _FIELDS = {
 }
 
 
+def data_dir(name: str) -> Path:
+    """A folder of YAML definitions the design keeps at the top of the tree (``targets``, ``calibration``): that
+    folder in a source checkout, else the copy ``setup.py`` packs into the wheel as ``edgekit/_data/<name>``."""
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent / name
+    return checkout if (package.parent / "setup.cfg").is_file() and checkout.is_dir() else package / "_data" / name
+
+
 def targets_dir() -> Path:
-    """The folder of profiles: ``$EDGEKIT_TARGETS_DIR`` or ``targets/`` of the source tree."""
+    """The folder of profiles: ``$EDGEKIT_TARGETS_DIR``, else ``targets/`` (checkout or installed package)."""
     override = os.environ.get(TARGETS_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "targets"
+    return Path(override) if override else data_dir("targets")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The ``edgekit`` command: argparse subcommands, each a thin layer over the library API.
 
 Each subcommand lives in its own module with ``register(subparsers)``; heavy imports (torch, onnx) happen inside
-the handlers so that ``edgekit --help`` and the board-side commands start fast and never need torch.
+the handlers so that ``edgekit --help`` and the board-side commands start fast and never need torch. The board
+commands import only :mod:`edgekit.board` and run on JetPack 4.6's Python 3.6; the host commands need the host's
+Python and its extra (``pip install 'edgekit[host]'``), and say so in one line on an older interpreter.
 """
 
 import argparse
@@ -36,6 +38,16 @@ COMMAND_MODULES = (
 )
 
 
+# What runs on a board (Python 3.6+, base install): everything else is host work. `bench` is a board command with
+# --bundle and a host one with --models (it exports the zoo networks).
+BOARD_COMMANDS = ("targets", "compile", "run", "demo", "bench")
+HOST_PYTHON = (3, 10)
+
+
+def _host_only(args: argparse.Namespace) -> bool:
+    return args.command not in BOARD_COMMANDS or (args.command == "bench" and bool(args.models))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekit",
@@ -51,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if _host_only(args) and sys.version_info < HOST_PYTHON:
+        floor = ".".join(map(str, HOST_PYTHON))
+        print(
+            f"edgekit {args.command}: error: host command: needs Python {floor}+ with edgekit[host] (this is "
+            f"{sys.version.split()[0]}); on this board run {', '.join(BOARD_COMMANDS[:-1])} and bench --bundle",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return int(args.func(args) or 0)
     except EdgekitError as exc:

@@ -82,6 +82,9 @@ def camera_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     """Open backend, source and sinks from the parsed flags, run, print a summary; the exit status."""
+    from edgekit.board.opencv import describe_opencv
+
+    logging.getLogger("edgekit").info(describe_opencv())  # before anything imports cv2 and fails less clearly
     from edgekit.board.backends import choose_backend, open_backend, resolve_model
     from edgekit.board.pipeline import model_inputs, run_pipeline
     from edgekit.board.sinks import open_sinks

@@ -125,8 +125,8 @@ def _frames(config: BenchConfig, preprocessing: Preprocessing) -> List[np.ndarra
     """The real images resized to the network (BGR uint8), or one fixed synthetic frame when none were given."""
     if config.images:
         return [preprocessing.resize_bgr(read_bgr(path)) for path in config.images]
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, size=(preprocessing.height, preprocessing.width, 3), dtype=np.uint8)]
+    shape = (preprocessing.height, preprocessing.width, 3)
+    return [np.random.RandomState(0).randint(0, 256, size=shape).astype(np.uint8)]  # numpy 1.13 API (JetPack 4.6)
 
 
 def _model_input(backend: Backend, preprocessing: Preprocessing, frame: np.ndarray, batch: int) -> np.ndarray:

@@ -8,22 +8,24 @@ TensorRT 11 removed implicit calibration; use the Q/DQ model there.
 """
 
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from edgekit.calibration import CalibrationSet
 from edgekit.errors import EdgekitError
 
+if TYPE_CHECKING:  # made on the host (edgekit.calibration); the board only iterates its network inputs
+    from edgekit.calibration import CalibrationSet
 
-def _batches(calibration: CalibrationSet, input_dtype: str, batch_size: int) -> Iterator[np.ndarray]:
+
+def _batches(calibration: "CalibrationSet", input_dtype: str, batch_size: int) -> Iterator[np.ndarray]:
     inputs = list(calibration.inputs(input_dtype))
     for start in range(0, len(inputs) - batch_size + 1, batch_size):
         yield np.ascontiguousarray(np.concatenate(inputs[start : start + batch_size]))
 
 
 def entropy_calibrator(
-    calibration: CalibrationSet, cache_file: Path, *, input_dtype: str = "float32", batch_size: int = 1
+    calibration: "CalibrationSet", cache_file: Path, *, input_dtype: str = "float32", batch_size: int = 1
 ) -> Any:
     """A ready ``trt.IInt8EntropyCalibrator2`` for ``config.int8_calibrator`` (keep a reference while building)."""
     try:

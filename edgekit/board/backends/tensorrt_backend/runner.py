@@ -196,6 +196,27 @@ def check_engine_compatibility(
         )
 
 
+# TensorRT DataType name -> numpy dtype: our own table, since trt.nptype on 8.2/8.4 maps BOOL to np.bool, which
+# numpy 1.24 removed. Names, not enum members, so the table reads the same on every release.
+NUMPY_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "INT8": "int8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """The numpy dtype of a TensorRT tensor type (``trt.DataType.HALF`` -> float16); one line for any other."""
+    name = str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in NUMPY_DTYPES:
+        raise EdgekitError(f"engine tensor type {name} has no numpy equivalent this runner handles")
+    return np.dtype(NUMPY_DTYPES[name])
+
+
 class TensorRTBackend(Backend):
     """A serialized TensorRT engine with pinned host buffers and async copies on one stream."""
 
@@ -256,7 +277,7 @@ class TensorRTBackend(Backend):
                     opt_shape = engine.get_tensor_profile_shape(name, 0)[1]
                     context.set_input_shape(name, tuple(opt_shape))
                 shape = tuple(context.get_tensor_shape(name))
-                io.append((name, is_input, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name)))))
+                io.append((name, is_input, shape, numpy_dtype(engine.get_tensor_dtype(name))))
         else:
             for index in range(engine.num_bindings):
                 is_input = engine.binding_is_input(index)
@@ -264,7 +285,7 @@ class TensorRTBackend(Backend):
                     opt_shape = engine.get_profile_shape(0, index)[1]
                     context.set_binding_shape(index, tuple(opt_shape))
                 shape = tuple(context.get_binding_shape(index))
-                dtype = np.dtype(trt.nptype(engine.get_binding_dtype(index)))
+                dtype = numpy_dtype(engine.get_binding_dtype(index))
                 io.append((engine.get_binding_name(index), is_input, shape, dtype))
         return io
 
