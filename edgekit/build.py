@@ -3,8 +3,8 @@
 Stages: choose the precision the target runs -> get a model (load a checkpoint, import official weights, or
 train briefly on synthetic street scenes) -> export + simplify + verify the FP32 ONNX -> FP16 ONNX -> INT8
 (calibration, Q/DQ ONNX and TensorRT calibration cache) -> accuracy of every variant on labelled held-out scenes
--> ArgMax appended to every variant (the device outputs a class map) -> TensorRT engine where TensorRT and a GPU
-of the target's architecture are present -> manifest and report.
+-> a class-map head appended to every variant (the device outputs a class map) -> TensorRT engine where TensorRT
+and a GPU of the target's architecture are present -> manifest and report.
 Everything is staged by :class:`~edgekit.board.bundle.BundleWriter`, so a failed or interrupted build leaves no
 bundle that looks valid. Each stage is delegated to the module that owns it (train, export, calibration,
 quantize, board.backends.tensorrt.builder); this module only orchestrates and records.
@@ -139,6 +139,9 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
     if options.checkpoint and options.weights:
         raise EdgekitError("give either --checkpoint or --weights, not both")
     target = load_target(options.target)
+    from edgekit.export import classmap_head_for, export_opset
+
+    opset, classmap_head = export_opset(target), classmap_head_for(target)
     choice = choose_precision(target, options.precision, options.strict)
     if choice.substituted:
         console.print(f"[yellow]precision:[/yellow] {choice.reason}")
@@ -157,10 +160,10 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
         with progress.stage("export", "PyTorch -> ONNX -> onnxsim -> onnxruntime verification") as note:
             from edgekit.export import export_onnx
 
-            exported = export_onnx(checkpoint, writer.path(ONNX_FILES["fp32"]), input_size=size)
+            exported = export_onnx(checkpoint, writer.path(ONNX_FILES["fp32"]), input_size=size, opset=opset)
             metrics["export"] = _relative(exported.to_dict(), writer.staging)
             note.append(
-                f"{exported.nodes_before_simplify}->{exported.nodes_after_simplify} nodes, "
+                f"opset {opset}, {exported.nodes_before_simplify}->{exported.nodes_after_simplify} nodes, "
                 f"max |ORT-PyTorch| {exported.max_abs_diff:.2e}"
             )
         variants = {"fp32": ONNX_FILES["fp32"]}
@@ -196,12 +199,14 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
                 + " mIoU (synthetic scenes)"
             )
 
-        with progress.stage("argmax", "end every variant in ArgMax: an int32 class map out") as note:
-            metrics["argmax"] = end_in_argmax(writer.staging, variants, preprocessing)
-            note.append(metrics["argmax"]["checked"])
+        with progress.stage("classmap", "end every variant in the class-map head: an int32 class map out") as note:
+            metrics["classmap"] = end_in_classmap(writer.staging, variants, preprocessing, classmap_head)
+            note.append(metrics["classmap"]["checked"])
 
         runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
-        manifest = _manifest(checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache)
+        manifest = _manifest(
+            checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache, opset, classmap_head
+        )
         manifest.metrics = metrics
 
         with progress.stage("compile", "TensorRT engine") as note:
@@ -346,24 +351,26 @@ def evaluate_variants(
     }
 
 
-def end_in_argmax(root: Path, variants: dict[str, str], preprocessing: Preprocessing) -> dict[str, Any]:
-    """Append ArgMax to every variant in place (after the accuracy stage, which reads logits), checking on a
-    held-out scene that each class map is exactly the argmax of the logits it replaces."""
+def end_in_classmap(
+    root: Path, variants: dict[str, str], preprocessing: Preprocessing, formulation: str
+) -> dict[str, Any]:
+    """Append the class-map head to every variant in place (after the accuracy stage, which reads logits),
+    checking on a held-out scene that each class map is exactly the argmax of the logits it replaces."""
     from edgekit.board.synthetic import generate_scene
-    from edgekit.export import append_argmax, ort_session
+    from edgekit.export import append_classmap_head, ort_session
 
     image, _ = generate_scene(EVAL_FIRST_SEED, preprocessing.input_size)
     feed = preprocessing(image)
     for precision, file in variants.items():
         session = ort_session(root / file)
         (logits,) = session.run(None, {session.get_inputs()[0].name: feed})
-        append_argmax(root / file)
+        append_classmap_head(root / file, formulation)
         session = ort_session(root / file)
         (classmap,) = session.run(None, {session.get_inputs()[0].name: feed})
         if not np.array_equal(classmap, logits.argmax(1)):
-            raise EdgekitError(f"in-graph ArgMax of {file} differs from the argmax of its logits ({precision})")
+            raise EdgekitError(f"the class-map head of {file} differs from the argmax of its logits ({precision})")
     return {
-        "output": "NxHxW int32 class map (ArgMax over the classes, then Cast)",
+        "output": f"NxHxW int32 class map ({formulation} over the classes, then Cast)",
         "checked": f"{len(variants)} variants give exactly the argmax of their logits on a held-out scene",
     }
 
@@ -376,8 +383,11 @@ def _manifest(
     variants: dict[str, str],
     runtime_onnx: str,
     calibration_cache: str | None,
+    opset: int,
+    classmap_head: str,
 ) -> Manifest:
     from edgekit.board.bundle import CLASSMAP_NAME, INPUT_NAME
+    from edgekit.export import CLASSMAP_HEADS
     from edgekit.models.stats import measure
 
     stats = measure(checkpoint.build(), preprocessing.input_size)
@@ -398,7 +408,19 @@ def _manifest(
             calibration_cache=calibration_cache,
             checkpoint=CHECKPOINT_FILE,
         ),
+        onnx={"opset": opset, "why": _opset_reason(target, opset)},
+        classmap_head={"formulation": classmap_head, "why": CLASSMAP_HEADS[classmap_head]},
         built_with={"host": platform.node(), "platform": platform.platform(), "python": platform.python_version()},
+    )
+
+
+def _opset_reason(target: Target, opset: int) -> str:
+    support = target.onnx_support
+    if support is None:
+        return f"{target.name} runs onnxruntime, which takes opset {opset}"
+    return (
+        f"{target.name} has TensorRT {target.software['tensorrt']}, whose ONNX parser takes opset <= "
+        f"{support.max_opset} (onnx-tensorrt {support.operators}); opset {opset} is the highest edgekit exports there"
     )
 
 

@@ -1,8 +1,10 @@
-"""PyTorch -> ONNX (opset 17) -> onnxsim -> onnx.checker -> verified against PyTorch through onnxruntime.
+"""PyTorch -> ONNX -> onnxsim -> onnx.checker -> verified against PyTorch through onnxruntime.
 
-The exported file carries the checkpoint's preprocessing and classes in its metadata (``metadata_props``) so that
-later stages (quantize, build, the runner) never guess how to feed it. Optional in-graph stages for deployment:
-normalisation (the runner feeds uint8 NCHW frames) and ArgMax (a device copies one int32 per pixel, not C floats).
+The opset is the highest the target's TensorRT parser takes (13 for TensorRT 8.2 on JetPack 4.6, else 17; the
+table is :data:`edgekit.board.targets.TENSORRT_ONNX`). The exported file carries the checkpoint's preprocessing
+and classes in its metadata (``metadata_props``) so that later stages (quantize, build, the runner) never guess
+how to feed it. Optional in-graph stages for deployment: normalisation (the runner feeds uint8 NCHW frames) and
+a class-map head (a device copies one int32 per pixel, not C floats).
 """
 
 from __future__ import annotations
@@ -35,10 +37,22 @@ if TYPE_CHECKING:
     import onnx
     from torch import nn
 
+    from edgekit.board.targets import Target
     from edgekit.checkpoint import Checkpoint
 
-OPSET = 17
-ARGMAX_MIN_AGREEMENT = 0.999  # in-graph ArgMax: only exact logit ties may differ between PyTorch and onnxruntime
+OPSET = 17  # the highest opset exported; a target whose TensorRT takes less lowers it (export_opset)
+LOWEST_OPSET = 13  # per-channel QuantizeLinear (the INT8 weights) needs 13; every TensorRT from 8.2 takes it
+ARGMAX_MIN_AGREEMENT = 0.999  # in-graph class map: only exact logit ties may differ between PyTorch and onnxruntime
+REDUCE_HEAD = "reducemax-equal-where-reducemin"
+ARGMAX_HEAD = "argmax"
+CLASSMAP_HEADS = {  # formulation -> why a bundle has it (recorded in the manifest)
+    REDUCE_HEAD: "ArgMax becomes TopK in TensorRT: 'Could not find any implementation for node ArgMax' on Jetson "
+    "Nano (NVIDIA/TensorRT#3677, onnx-tensorrt#564) and the slowest layer of segmentation engines "
+    "(onnx-tensorrt#669, #792); ReduceMax, Equal, Where, ReduceMin and Cast on float are in every onnx-tensorrt "
+    "table from 8.2-GA, and the lowest index among the maxima equals numpy/PyTorch argmax, ties included",
+    ARGMAX_HEAD: "onnxruntime runs ArgMax in one pass over the logits, 2.3-2.7x faster than the TensorRT-safe "
+    f"{REDUCE_HEAD} head on a CPU (benchmarks/classmap_head.py), and gives the lowest index among ties as numpy",
+}
 SYNTHETIC_VERIFY_SEEDS = (1001, 1002)
 
 
@@ -50,11 +64,12 @@ class ExportReport:
     opset: int
     dynamic_batch: bool
     argmax: bool
+    classmap_head: str | None  # the formulation appended by ``argmax``
     normalize_in_graph: bool
     nodes_before_simplify: int
     nodes_after_simplify: int
     verified_on: list[str]
-    max_abs_diff: float | None  # logits; None when the graph ends in ArgMax
+    max_abs_diff: float | None  # logits; None when the graph ends in the class-map head
     argmax_agreement: float
     tolerance: float
     seconds: float
@@ -132,6 +147,26 @@ def write_metadata(model: onnx.ModelProto, meta: OnnxMetadata) -> None:
         entry.key, entry.value = key, value
 
 
+def export_opset(target: Target | None, requested: int | None = None, normalize_in_graph: bool = False) -> int:
+    """The opset to export for ``target`` (``requested`` if given and allowed), checked before any work starts:
+    the highest opset its TensorRT parser takes, and no uint8 input where that parser takes no UINT8."""
+    support = None if target is None else target.onnx_support
+    release = None if target is None else target.software.get("tensorrt")
+    if target is not None and support is not None and normalize_in_graph and not support.uint8_input:
+        raise EdgekitError(
+            f"--normalize-in-graph makes a uint8 input, which {target.name}'s TensorRT {release} cannot take "
+            f"(onnx-tensorrt {support.operators} lists no UINT8; 8.6 does); export without it and the runner "
+            "normalises on the CPU"
+        )
+    highest = OPSET if support is None else min(OPSET, support.max_opset)
+    if requested is None:
+        return highest
+    if not LOWEST_OPSET <= requested <= highest:
+        where = f"for {target.name} (TensorRT {release})" if support is not None and target is not None else ""
+        raise EdgekitError(f"--opset {requested}: edgekit exports opset {LOWEST_OPSET} to {highest} {where}".strip())
+    return requested
+
+
 def _deployment_wrapper(model: nn.Module, preprocessing: Preprocessing, normalize: bool) -> nn.Module:
     import torch
     from torch import nn
@@ -190,8 +225,13 @@ def export_onnx(
     normalize_in_graph: bool = False,
     verify_images: Sequence[Path] | None = None,
     tolerance: float = 1e-3,
+    opset: int = OPSET,
+    classmap_head: str = REDUCE_HEAD,
 ) -> ExportReport:
-    """Export, simplify, check and verify; raises EdgekitError when onnxruntime disagrees with PyTorch."""
+    """Export, simplify, check and verify; raises EdgekitError when onnxruntime disagrees with PyTorch.
+
+    ``opset``: from :func:`export_opset` for a target (its TensorRT parser's highest); onnxsim keeps it.
+    ``classmap_head``: the formulation of the class map that ``argmax`` appends (:func:`classmap_head_for`)."""
     import onnx
     import onnxsim
     import torch
@@ -212,7 +252,7 @@ def export_onnx(
             wrapped,
             (dummy,),
             str(raw_path),
-            opset_version=OPSET,
+            opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[LOGITS_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, LOGITS_NAME: {0: "batch"}} if dynamic_batch else None,
@@ -240,7 +280,7 @@ def export_onnx(
     onnx.checker.check_model(simplified, full_check=True)
     onnx.save(simplified, str(output))
     if argmax:
-        append_argmax(output)  # the same ArgMax that `edgekit build` appends to bundle models
+        append_classmap_head(output, classmap_head)  # the same head that `edgekit build` appends to bundle models
 
     frames, sources = _verification_frames(verify_images, (width, height))
     session = ort_session(output)
@@ -267,14 +307,15 @@ def export_onnx(
             "the export is wrong for this model — check unsupported ops, or raise --tolerance if expected"
         )
     if argmax and agreement < ARGMAX_MIN_AGREEMENT:
-        raise EdgekitError(f"in-graph ArgMax agrees with PyTorch on only {agreement:.2%} of pixels of {output}")
+        raise EdgekitError(f"in-graph class map agrees with PyTorch on only {agreement:.2%} of pixels of {output}")
     return ExportReport(
         output=output,
         model_name=checkpoint.model_name,
         input_size=(width, height),
-        opset=OPSET,
+        opset=opset,
         dynamic_batch=dynamic_batch,
         argmax=argmax,
+        classmap_head=classmap_head if argmax else None,
         normalize_in_graph=normalize_in_graph,
         nodes_before_simplify=nodes_before,
         nodes_after_simplify=len(simplified.graph.node),
@@ -369,13 +410,26 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
     )
 
 
-def append_argmax(path: Path) -> None:
-    """End an exported logits graph in ArgMax over the classes, in place: the model then outputs an NxHxW int32
-    class map (CLASSMAP_NAME) and the metadata says so.
+def classmap_head_for(target: Target | None) -> str:
+    """ArgMax where onnxruntime runs the bundle (cheapest there); the reduce head for TensorRT, and without a
+    target, because every TensorRT release builds it (CLASSMAP_HEADS says why)."""
+    return ARGMAX_HEAD if target is not None and target.backend == "onnxruntime" else REDUCE_HEAD
 
-    Why: the device copies 4 bytes per pixel instead of 4 x classes, and the argmax runs inside the runtime
-    (on the GPU with TensorRT) instead of on the board's CPU beside the pipeline. int32, not uint8, because
-    TensorRT before 9 has no uint8 tensors and casts ArgMax's int64 down to int32 anyway.
+
+def append_classmap_head(path: Path, formulation: str = REDUCE_HEAD) -> None:
+    """End an exported logits graph in a class map over the classes, in place: the model then outputs an NxHxW
+    int32 map (CLASSMAP_NAME) and the metadata says so.
+
+    Why in the graph: the device copies 4 bytes per pixel instead of 4 x classes, and the runtime computes it (on
+    the GPU with TensorRT) instead of the board's CPU beside the pipeline. Which formulation: CLASSMAP_HEADS.
+    REDUCE_HEAD is ``max = ReduceMax(logits, 1)``, ``Where(logits == max, class index, C)``, ``ReduceMin`` over the
+    classes (the lowest index among the maxima, as argmax), ``Cast`` to int32 (TensorRT before 8.5 has no uint8
+    tensors), all in the logits' float type (class indices are exact in FP16 up to 2048 classes). It reads the
+    logits four times where ArgMax reads them once: in onnxruntime on a CPU (1x20x512x1024 FP32, one thread,
+    median of 21 alternating runs, `python benchmarks/classmap_head.py`) it takes 2.3-2.7x as long as ArgMax +
+    Cast (114 vs 49 ms and 100 vs 37 ms in two runs on a shared 2-core machine); what it buys is TensorRT's
+    elementwise and reduce layers instead of TopK, which fails to build on the Nano and is the slowest layer
+    elsewhere.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -383,17 +437,53 @@ def append_argmax(path: Path) -> None:
     model = onnx.load(str(path))
     meta = read_metadata(path, model)
     if meta.output_kind != "logits" or len(model.graph.output) != 1:
-        raise EdgekitError(f"{path} does not end in a single logits output; it cannot take an ArgMax")
+        raise EdgekitError(f"{path} does not end in a single logits output; it cannot take a class-map head")
     logits = model.graph.output[0]
+    float_type = logits.type.tensor_type.elem_type
     dims = logits.type.tensor_type.shape.dim
+    classes = dims[1].dim_value if len(dims) == 4 else 0
+    if float_type not in (TensorProto.FLOAT, TensorProto.FLOAT16) or classes < 1 or classes > 2048:
+        raise EdgekitError(f"{path}: the class-map head needs NxCxHxW float logits with 1-2048 classes")
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset > OPSET:
+        raise EdgekitError(f"{path} is opset {opset}; the class-map head is written for opset {OPSET} or lower")
+    if formulation not in CLASSMAP_HEADS:
+        raise EdgekitError(f"unknown class-map head {formulation!r}; choose one of {', '.join(CLASSMAP_HEADS)}")
     shape = [d.dim_param or d.dim_value for i, d in enumerate(dims) if i != 1]
-    indices = f"{CLASSMAP_NAME}_int64"
-    model.graph.node.extend([
-        helper.make_node("ArgMax", [logits.name], [indices], name="edgekit_argmax", axis=1, keepdims=0),
-        helper.make_node("Cast", [indices], [CLASSMAP_NAME], name="edgekit_classmap_int32", to=TensorProto.INT32),
-    ])  # fmt: skip
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info(CLASSMAP_NAME, TensorProto.INT32, shape))
     write_metadata(model, dataclasses.replace(meta, output_kind="classmap"))
+    if formulation == ARGMAX_HEAD:
+        model.graph.node.extend([
+            helper.make_node("ArgMax", [logits.name], [f"{CLASSMAP_NAME}_int64"], name="edgekit_argmax", axis=1,
+                             keepdims=0),
+            helper.make_node("Cast", [f"{CLASSMAP_NAME}_int64"], [CLASSMAP_NAME], name="edgekit_classmap_int32",
+                             to=TensorProto.INT32),
+        ])  # fmt: skip
+    else:
+        _append_reduce_head(model, logits.name, classes, float_type)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def _append_reduce_head(model: onnx.ModelProto, logits: str, classes: int, float_type: int) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    dtype = np.float16 if float_type == TensorProto.FLOAT16 else np.float32
+    prefix = f"{CLASSMAP_NAME}_head"
+    model.graph.initializer.extend([
+        numpy_helper.from_array(np.arange(classes, dtype=dtype).reshape(1, classes, 1, 1), f"{prefix}_class_index"),
+        numpy_helper.from_array(np.array(classes, dtype=dtype), f"{prefix}_no_class"),
+    ])  # fmt: skip
+
+    def reduce(op: str, source: str, result: str, keepdims: int) -> onnx.NodeProto:  # axes: an input from opset 18
+        return helper.make_node(op, [source], [result], name=result, axes=[1], keepdims=keepdims)
+
+    model.graph.node.extend([
+        reduce("ReduceMax", logits, f"{prefix}_max", keepdims=1),
+        helper.make_node("Equal", [logits, f"{prefix}_max"], [f"{prefix}_is_max"], name=f"{prefix}_is_max"),
+        helper.make_node("Where", [f"{prefix}_is_max", f"{prefix}_class_index", f"{prefix}_no_class"],
+                         [f"{prefix}_candidates"], name=f"{prefix}_candidates"),
+        reduce("ReduceMin", f"{prefix}_candidates", f"{prefix}_lowest", keepdims=0),
+        helper.make_node("Cast", [f"{prefix}_lowest"], [CLASSMAP_NAME], name=f"{prefix}_int32", to=TensorProto.INT32),
+    ])  # fmt: skip

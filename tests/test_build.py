@@ -39,12 +39,14 @@ def test_build_for_the_nano_writes_a_complete_verified_bundle(nano_bundle: tuple
     accuracy = manifest["metrics"]["accuracy"]["variants"]
     assert set(accuracy) == {"fp32", "fp16"} and accuracy["fp16"]["agreement_with_fp32"] > 0.95
     report = json.loads((root / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["model", "export", "fp16", "accuracy", "argmax", "compile"]
+    assert [s["name"] for s in report["stages"]] == ["model", "export", "fp16", "accuracy", "classmap", "compile"]
     assert "edgekit compile --bundle nano" in report["compile"] and "tensorrt does not import" in report["compile"]
     assert "| fp16 | `model.fp16.onnx` |" in (root / "report.md").read_text()
-    # the runtime model runs in onnxruntime and ends in ArgMax: an int32 class map at the input size
+    # the runtime model runs in onnxruntime and ends in the class-map head: an int32 class map at the input size
     assert manifest["output"] == {"name": "classmap", "kind": "classmap", "dtype": "int32"}
-    assert manifest["metrics"]["argmax"]["checked"].startswith("2 variants give exactly the argmax")
+    assert manifest["metrics"]["classmap"]["checked"].startswith("2 variants give exactly the argmax")
+    assert manifest["onnx"]["opset"] == 13 and "onnx-tensorrt 8.2-GA" in manifest["onnx"]["why"]
+    assert manifest["classmap_head"]["formulation"] == "reducemax-equal-where-reducemin"
     session = ort_session(bundle.runtime_onnx)
     frame = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
     (classmap,) = session.run(None, {manifest["input"]["name"]: bundle.preprocessing(frame)})

@@ -12,7 +12,7 @@ import torch
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
-from edgekit.export import append_argmax, convert_fp16, export_onnx, ort_session, read_metadata
+from edgekit.export import append_classmap_head, convert_fp16, export_onnx, ort_session, read_metadata
 
 
 def test_export_is_verified_and_carries_preprocessing(tiny_espnet_checkpoint: Path, tmp_path: Path) -> None:
@@ -83,13 +83,13 @@ def test_cli_export(tiny_espnet_checkpoint: Path, tmp_path: Path) -> None:
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "-o", str(output)]) == 2
 
 
-def test_appended_argmax_gives_the_argmax_of_the_logits_it_replaces(
+def test_appended_classmap_head_gives_the_argmax_of_the_logits_it_replaces(
     tiny_espnet_checkpoint: Path, tmp_path: Path
 ) -> None:
     logits_model = export_onnx(Checkpoint.load(tiny_espnet_checkpoint), tmp_path / "logits.onnx").output
     classmap_model = tmp_path / "classmap.onnx"
     classmap_model.write_bytes(logits_model.read_bytes())
-    append_argmax(classmap_model)
+    append_classmap_head(classmap_model)
     assert read_metadata(classmap_model).output_kind == "classmap"
     height, width = ort_session(logits_model).get_inputs()[0].shape[2:]
     x = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
@@ -98,4 +98,4 @@ def test_appended_argmax_gives_the_argmax_of_the_logits_it_replaces(
     assert classmap.dtype == np.int32 and classmap.shape == (1, height, width)
     np.testing.assert_array_equal(classmap, logits.argmax(1))
     with pytest.raises(EdgekitError, match="does not end in a single logits output"):
-        append_argmax(classmap_model)
+        append_classmap_head(classmap_model)

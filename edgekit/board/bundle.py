@@ -130,6 +130,8 @@ class Manifest:
     engine: Optional[Dict[str, Any]] = None
     metrics: Dict[str, Any] = field(default_factory=dict)
     built_with: Dict[str, Any] = field(default_factory=dict)
+    onnx: Dict[str, Any] = field(default_factory=dict)  # {opset, why}: the highest the target's TensorRT parser takes
+    classmap_head: Dict[str, Any] = field(default_factory=dict)  # {formulation, why} of the in-graph class map
     extra: Dict[str, Any] = field(default_factory=dict)
 
     _REQUIRED = (
@@ -152,6 +154,8 @@ class Manifest:
             "engine": self.engine,
             "metrics": self.metrics,
             "built_with": self.built_with,
+            "onnx": self.onnx,
+            "classmap_head": self.classmap_head,
         }
         data.update(self.extra)
         return data
@@ -178,6 +182,8 @@ class Manifest:
             engine=data.get("engine"),
             metrics=dict(data.get("metrics") or {}),
             built_with=dict(data.get("built_with") or {}),
+            onnx=dict(data.get("onnx") or {}),
+            classmap_head=dict(data.get("classmap_head") or {}),
             extra={k: v for k, v in data.items() if k not in known and k not in ("format", "version", "files")},
         )
 

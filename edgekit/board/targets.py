@@ -10,7 +10,7 @@ names the file and the field in every error. Torch-free.
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union, cast
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union, cast
 
 import yaml
 from typing_extensions import Literal  # typing.Literal is 3.8+; JetPack 4.6 has 3.6
@@ -23,6 +23,26 @@ KINDS = ("jetson", "desktop", "cpu")
 BACKENDS = ("tensorrt", "onnxruntime")
 # Where an unavailable precision falls back to: towards more precision, never silently to less accuracy.
 FALLBACK: Dict[Precision, Tuple[Precision, ...]] = {"int8": ("fp16", "fp32"), "fp16": ("fp32",), "fp32": ()}
+
+
+class OnnxSupport(NamedTuple):
+    """What the ONNX parser of one TensorRT release takes, from onnx-tensorrt's ``docs/operators.md`` of its
+    ``<release>-GA`` branch (``../shared/reference/onnx-tensorrt-operators/operators-<operators>.md``)."""
+
+    release: Tuple[int, int]  # the first TensorRT release these facts hold for
+    max_opset: int  # "TensorRT 8.2 supports operators up to Opset 13"
+    uint8_input: bool  # the parser takes a UINT8 graph input: its table lists UINT8 for Cast (8.6-GA on)
+    operators: str  # which operator table applies: operators-<this>.md
+
+
+# Oldest first; a release takes the newest row at or below it (10.3, 10.13 and 11.1 take 10.1-GA's "opset 9 to 20").
+TENSORRT_ONNX: Tuple[OnnxSupport, ...] = (
+    OnnxSupport((8, 2), 13, False, "8.2-GA"),
+    OnnxSupport((8, 4), 17, False, "8.4-GA"),
+    OnnxSupport((8, 5), 17, False, "8.5-GA"),  # DataType.UINT8 exists in 8.5, but not in its parser's table
+    OnnxSupport((8, 6), 17, True, "8.6-GA"),
+    OnnxSupport((10, 0), 20, True, "10.1-GA"),
+)
 
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
 _FIELDS = {
@@ -87,6 +107,21 @@ class Target:
     def tensorrt_version(self) -> Optional[Tuple[int, ...]]:
         version = self.software.get("tensorrt")
         return None if version is None else tuple(int(p) for p in version.split("."))
+
+    @property
+    def onnx_support(self) -> Optional[OnnxSupport]:
+        """What this target's TensorRT parser takes (None for onnxruntime targets, which take any opset we export)."""
+        version = self.tensorrt_version
+        if version is None:
+            return None
+        rows = [row for row in TENSORRT_ONNX if row.release <= version[:2]]
+        if not rows:
+            oldest = ".".join(map(str, TENSORRT_ONNX[0].release))
+            raise EdgekitError(
+                f"{self.name} lists TensorRT {self.software['tensorrt']}; edgekit exports for TensorRT {oldest} or "
+                "newer (JetPack 4.6.1+ on Jetson)"
+            )
+        return rows[-1]
 
     @property
     def sm(self) -> Optional[str]:
