@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from edgekit.board.sinks import open_sinks
 from edgekit.board.sinks.base import NullSink, OutputFrame
 from edgekit.board.sources import open_source
 from edgekit.board.sources.gstreamer import pygobject_gstreamer
+from edgekit.errors import EdgekitError
 
 needs_gstreamer = pytest.mark.skipif(
     pygobject_gstreamer() is None, reason="PyGObject/GStreamer not installed (make venv installs them)"
@@ -273,3 +275,27 @@ def test_sigterm_while_the_stream_is_silent_stops_promptly(tiny_bundle: Path, tm
     assert time.monotonic() - signalled < 5
     assert process.returncode == 128 + signal.SIGTERM
     assert json.loads((tmp_path / "stats.json").read_text())["stopped_by"] == "interrupted (SIGTERM)"
+
+
+def test_manifest_changed_after_the_build_is_refused_in_one_line(tiny_bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    manifest = copy / "manifest.json"
+    text = manifest.read_text()
+    mean = json.loads(text)["preprocessing"]["mean"]
+    first = json.dumps(mean[0])  # the written number, e.g. 72.3923111: change one of its digits
+    digit = first.index(".") + 1
+    changed = first[:digit] + str((int(first[digit]) + 1) % 10) + first[digit + 1 :]
+    manifest.write_text(text.replace(first, changed, 1))
+    json.loads(manifest.read_text())  # still valid JSON: only the content changed
+    with pytest.raises(EdgekitError, match=r"manifest\.json was changed after the build"):
+        Bundle.load(copy)
+    process = edgekit("run", "--bundle", str(copy), "--source", "no-such-video.mp4")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        f"edgekit run: error: {manifest} was changed after the build "
+        + "(its content no longer matches manifest_sha256); rebuild the bundle"
+    ]
+    manifest.write_text(json.dumps(json.loads(text), indent=4, sort_keys=True))  # same content, other layout
+    assert Bundle.load(copy).preprocessing.mean[0] == mean[0]

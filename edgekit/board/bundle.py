@@ -4,7 +4,9 @@ This module is the one owner of the bundle contract between host and board: the 
 schema (typed below, so no reader or writer spells its keys) and the sha256 listing. Written by ``edgekit build``
 (atomically: staged in a sibling folder and renamed into place, so a failed build never leaves a half-written
 bundle that looks valid), read by the runner, ``edgekit compile`` and the benchmarks. Every file is listed with its
-sha256 and verified at load. Torch-free and Python 3.6: boards read bundles.
+sha256 and verified at load, and the manifest carries the sha256 of its own canonical form (``manifest_sha256``),
+so one changed byte in, say, the preprocessing mean is refused at load instead of silently running with wrong
+preprocessing. Torch-free and Python 3.6: boards read bundles.
 """
 
 import hashlib
@@ -22,6 +24,7 @@ from edgekit.errors import EdgekitError
 FORMAT = "edgekit-bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"  # key of the manifest's digest of its other keys
 
 # The artifact names: the one table every writer and reader of a bundle uses.
 ONNX_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.qdq.onnx"}
@@ -50,6 +53,14 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def manifest_digest(data: Dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no whitespace) over every key but the digest itself:
+    independent of indentation and key order, so only a change of content changes it."""
+    content = {key: value for key, value in data.items() if key != MANIFEST_DIGEST}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 _Part = TypeVar("_Part", bound="_Section")
@@ -105,6 +116,9 @@ class Artifacts(_Section):
     calibration_cache: Optional[str] = None
     checkpoint: Optional[str] = None
     engine: Optional[str] = None
+
+
+_BUNDLE_KEYS = ("format", "version", "files", MANIFEST_DIGEST)  # manifest.json keys owned by Bundle, not Manifest
 
 
 @dataclass
@@ -184,7 +198,7 @@ class Manifest:
             built_with=dict(data.get("built_with") or {}),
             onnx=dict(data.get("onnx") or {}),
             classmap_head=dict(data.get("classmap_head") or {}),
-            extra={k: v for k, v in data.items() if k not in known and k not in ("format", "version", "files")},
+            extra={k: v for k, v in data.items() if k not in known and k not in _BUNDLE_KEYS},
         )
 
 
@@ -234,6 +248,7 @@ class Bundle:
             raise EdgekitError(f"{manifest_path} is not an edgekit bundle manifest")
         if data.get("version") != VERSION:
             raise EdgekitError(f"{root}: bundle version {data.get('version')} is not supported (want {VERSION})")
+        _check_manifest_digest(data, manifest_path)
         bundle = cls(
             root=root, manifest=Manifest.from_json(data, str(manifest_path)), files=dict(data.get("files", {}))
         )
@@ -253,6 +268,16 @@ class Bundle:
                     f"bundle {self.root}: {relative} has sha256 {actual[:12]}…, manifest says {expected[:12]}…; "
                     "the file is corrupt or was changed after the build — rebuild the bundle"
                 )
+
+
+def _check_manifest_digest(data: Dict[str, Any], path: Path) -> None:
+    recorded = data.get(MANIFEST_DIGEST)
+    if recorded is None:
+        raise EdgekitError(f"{path} has no {MANIFEST_DIGEST}: it was not written by this `edgekit build`; rebuild it")
+    if manifest_digest(data) != recorded:
+        raise EdgekitError(
+            f"{path} was changed after the build (its content no longer matches {MANIFEST_DIGEST}); rebuild the bundle"
+        )
 
 
 class BundleWriter:
@@ -277,6 +302,7 @@ class BundleWriter:
             if p.is_file() and p.name != MANIFEST
         }
         full = {"format": FORMAT, "version": VERSION, **manifest.to_json(), "files": files}
+        full[MANIFEST_DIGEST] = manifest_digest(full)
         (self.staging / MANIFEST).write_text(json.dumps(full, indent=2) + "\n")
         if self.destination.exists():
             backup = self.destination.with_name(f".{self.destination.name}.old-{uuid.uuid4().hex[:8]}")
