@@ -120,9 +120,54 @@ def test_live_source_faster_than_the_model_drops_stale_frames(tiny_bundle: Path)
         bundle.classes,
         max_frames=15,
     )
-    assert stats.frames_in == 15 and stats.frames_out == 15 and stats.stopped_by == "max_frames (15) reached"
-    assert stats.frames_dropped >= 5  # about 4 frames arrive while each one is inferred
+    assert stats.frames_in == 15 and stats.stopped_by == "max_frames (15) reached"
+    assert stats.frames_out + stats.frames_dropped_between_stages == 15 and stats.frames_out >= 2
+    assert stats.frames_dropped + stats.frames_dropped_between_stages >= 5  # ~4 frames arrive per inference
     assert stats.latency["end_to_end"]["p50_ms"] is not None
+
+
+@needs_gstreamer
+def test_live_source_behind_a_slow_model_shows_the_newest_frame(tiny_bundle: Path) -> None:
+    """No frame waits behind inference: end-to-end latency within 2x the inference latency, drops counted."""
+    bundle = Bundle.load(tiny_bundle)
+    stats = run_pipeline(
+        WithHook(open_backend(bundle), lambda: time.sleep(0.1)),  # 10 fps against a 30 fps camera
+        open_source(LIVE_PATTERN.format(fps="30/1")),
+        open_sinks(),
+        bundle.preprocessing,
+        bundle.classes,
+        max_frames=40,
+    )
+    inference, end_to_end = stats.latency["inference"]["p50_ms"], stats.latency["end_to_end"]["p50_ms"]
+    assert stats.end_to_end_vs_inference == pytest.approx(end_to_end / inference, abs=1e-3)
+    assert stats.end_to_end_vs_inference < 2, stats.latency
+    assert stats.frames_dropped_between_stages > 0
+    assert stats.frames_out + stats.frames_dropped_between_stages == stats.frames_in == 40
+
+
+def test_truncated_video_delivers_every_decoded_frame_before_the_error(tiny_bundle: Path, tmp_path: Path) -> None:
+    video = tmp_path / "trunc.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (160, 120))
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    writer.release()
+    full = video.read_bytes()
+    video.write_bytes(full[: len(full) * 2 // 3])  # the header still says 60 frames
+    bundle = Bundle.load(tiny_bundle)
+    out = tmp_path / "out.avi"
+    with pytest.raises(PipelineError, match="truncated") as error:
+        run_pipeline(
+            WithHook(open_backend(bundle), lambda: time.sleep(0.02)),  # the queues are full when the file ends
+            open_source(video),
+            open_sinks(output=out, save_frames=tmp_path / "frames"),
+            bundle.preprocessing,
+            bundle.classes,
+        )
+    stats = error.value.stats
+    assert 20 < stats.frames_in < 60 and stats.stopped_by == "error"
+    assert stats.frames_out == stats.frames_in
+    assert frame_count(out) == len(list((tmp_path / "frames").glob("*.png"))) == stats.frames_in
 
 
 def test_unreadable_image_is_skipped_and_counted(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -1,14 +1,17 @@
 """The on-device pipeline: capture, preprocessing, inference, post-processing and output overlap in threads.
 
-Each stage is a thread joined to the next by a bounded queue (``queue_size`` frames), so the slowest stage
-(inference, on a board) sets the pace and the others run beside it: numpy, OpenCV, onnxruntime, TensorRT and
-GStreamer all release the GIL in their heavy calls, which is why threads and not processes. Files and folders
-never drop a frame (a full queue blocks the reader); live sources keep only their newest frame and count the
-stale ones. Ctrl-C / SIGTERM stop the capture, let the frames in flight finish, finalize every sink and write
-the stats; a second signal aborts at once (still finalizing). A live source that delivers nothing for
-``stall_timeout`` seconds ends the run with an error. On Linux every stage but inference runs ``stage_niceness``
-steps nicer, so that when the CPU is short (a CPU backend uses every core) inference gets it first and the
-drawing and encoding fill the gaps instead of stalling it.
+Each stage is a thread joined to the next by a hand-off, so the slowest stage (inference, on a board) sets the
+pace and the others run beside it: numpy, OpenCV, onnxruntime, TensorRT and GStreamer all release the GIL in their
+heavy calls, which is why threads and not processes. Files and folders never drop a frame (each hand-off is a
+bounded queue of ``queue_size`` frames and a full one blocks the stage before it). Live sources show the newest
+frame: the source keeps only its newest frame, and every hand-off holds only the newest item, a newer one
+replacing the one waiting (both counted), so no frame queues up behind inference and the end-to-end latency stays
+near the inference latency (stats: ``end_to_end_vs_inference``). Ctrl-C / SIGTERM stop the capture, let the
+frames in flight finish, finalize every sink and write the stats; a second signal aborts at once (still
+finalizing). A source that fails (a truncated file) or delivers nothing for ``stall_timeout`` seconds (a live
+stall) ends the run with an error, after the frames already in flight have reached the sinks. On Linux every
+stage but inference runs ``stage_niceness`` steps nicer, so that when the CPU is short (a CPU backend uses every
+core) inference gets it first and the drawing and encoding fill the gaps instead of stalling it.
 
 ``run_pipeline`` is the library entry point (the benchmarks call it for full-pipeline FPS); ``edgekit run`` and
 ``edgekit demo`` are thin layers over it.
@@ -73,6 +76,52 @@ class _Item:
     result: Optional[OutputFrame] = None
 
 
+class _Handoff:
+    """The queue from one stage to the next. In order (files, folders): bounded, a full one makes the producer wait,
+    nothing is dropped. Newest only (live sources): one slot, a new item replaces the one still waiting there and
+    ``dropped`` counts it, so the consumer always takes the newest frame. Each hand-off has one producer thread, so
+    a replacement races only with the consumer taking the item, and the end marker is never replaced."""
+
+    def __init__(self, size: int, newest_only: bool) -> None:
+        self.newest_only = newest_only
+        self.queue: queue.Queue = queue.Queue(maxsize=1 if newest_only else max(size, 1))
+        self.dropped = 0
+
+    def put(self, item: Any, abort: threading.Event) -> bool:
+        """Hand ``item`` on (blocking while in order and full); False when the run is aborted meanwhile."""
+        if self.newest_only and item is not _END:
+            self._replace(item)
+            return True
+        while not abort.is_set():
+            try:
+                self.queue.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _replace(self, item: Any) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:  # the consumer took it meanwhile
+                    pass
+
+    def get(self, abort: threading.Event) -> Any:
+        """The next item, or _END when the run is aborted meanwhile."""
+        while not abort.is_set():
+            try:
+                return self.queue.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return _END
+
+
 @dataclass
 class _Control:
     """Shared run state: graceful stop (finish frames in flight) versus abort (drop them), and the first error."""
@@ -83,40 +132,24 @@ class _Control:
     error: Optional[BaseException] = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, drain: bool = False) -> None:
+        """Record the run's first error; ``drain``: stop taking frames but let those in flight reach the sinks
+        (the source failed, the stages did not), else abort."""
         with self.lock:
             if self.error is None:
                 self.error = error
                 self.stopped_by = "stalled" if isinstance(error, StallError) else "error"
-        self.abort.set()
+        (self.stop if drain else self.abort).set()
 
     def request_stop(self, why: str) -> None:
         with self.lock:
             if self.stop.is_set():
-                self.stopped_by = f"{why}, aborted"
+                if self.error is None:
+                    self.stopped_by = f"{why}, aborted"
                 self.abort.set()
                 return
             self.stopped_by = why
         self.stop.set()
-
-    def put(self, out: queue.Queue, item: Any) -> bool:
-        """Block until there is room; False when the run is aborted meanwhile."""
-        while not self.abort.is_set():
-            try:
-                out.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(self, source: queue.Queue) -> Any:
-        """The next item, or _END when the run is aborted meanwhile."""
-        while not self.abort.is_set():
-            try:
-                return source.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-        return _END
 
 
 def input_preparer(backend: Backend, preprocessing: Preprocessing) -> Callable[[np.ndarray], np.ndarray]:
@@ -228,11 +261,12 @@ def run_pipeline(
     """Stream ``source`` through ``backend`` into every sink; returns (and writes) the run's statistics.
 
     Takes ownership of ``source`` and ``sinks``: both are closed on every exit path, so a video sink is always
-    finalized. ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before and after
+    finalized. ``queue_size``: frames each hand-off holds for files and folders (live sources hold only the
+    newest). ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before and after
     streaming (same process, same input) and reports the pipeline's FPS relative to it. ``stage_niceness`` (Linux)
     lowers the CPU priority of every stage but inference; 0 keeps them equal. ``progress``: the rich console to draw
-    a progress bar on (the caller's, so the library never picks an output stream). Raises PipelineError (with the stats
-    attached and written) when a stage fails or the source stalls.
+    a progress bar on (the caller's, so the library never picks an output stream). Raises PipelineError (with the
+    stats attached and written) when a stage or the source fails or the source stalls.
     """
     control = _Control()
     latencies = LatencyRecorder()
@@ -243,7 +277,7 @@ def run_pipeline(
         backend={**backend.describe(), "chosen_because": backend.chosen_because},
     )
     stats.sinks = [sink.describe() for sink in sinks]
-    queues: List[queue.Queue] = [queue.Queue(maxsize=max(queue_size, 1)) for _ in STAGES[1:]]
+    queues = [_Handoff(queue_size, newest_only=source.live) for _ in STAGES[1:]]
     times: Dict[str, float] = {}
     draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
 
@@ -268,17 +302,20 @@ def run_pipeline(
 
     def capture(first: Optional[Frame]) -> None:
         frame = first
-        while frame is not None and not control.stop.is_set() and not control.abort.is_set():
-            times.setdefault("first_in", time.perf_counter())
-            stats.frames_in += 1
-            if not control.put(queues[0], _Item(frame)):
-                return
-            if max_frames is not None and stats.frames_in >= max_frames:
-                control.stopped_by = f"max_frames ({max_frames}) reached"
-                break
-            frame = read()
+        try:
+            while frame is not None and not control.stop.is_set() and not control.abort.is_set():
+                times.setdefault("first_in", time.perf_counter())
+                stats.frames_in += 1
+                if not queues[0].put(_Item(frame), control.abort):
+                    return
+                if max_frames is not None and stats.frames_in >= max_frames:
+                    control.stopped_by = f"max_frames ({max_frames}) reached"
+                    break
+                frame = read()
+        except Exception as exc:  # the source failed (truncated file, stall): the frames in flight still count
+            control.fail(exc, drain=True)
         times["dropped"] = source.dropped  # the grabber keeps replacing frames until the source is closed
-        control.put(queues[0], _END)
+        queues[0].put(_END, control.abort)
 
     def preprocess(item: _Item) -> None:
         item.tensor = prepare(item.frame.image)
@@ -311,18 +348,18 @@ def run_pipeline(
         if any(sink.stop_requested for sink in sinks):
             control.request_stop("stopped from a sink (window closed)")
 
-    def stage(name: str, work: Callable[[_Item], None], inbox: queue.Queue, outbox: Optional[queue.Queue]) -> None:
+    def stage(name: str, work: Callable[[_Item], None], inbox: _Handoff, outbox: Optional[_Handoff]) -> None:
         while True:
-            item = control.get(inbox)
+            item = inbox.get(control.abort)
             if item is _END:
                 break
             began = time.perf_counter()
             work(item)
             latencies.add(name, time.perf_counter() - began)
-            if outbox is not None and not control.put(outbox, item):
+            if outbox is not None and not outbox.put(item, control.abort):
                 return
         if outbox is not None:
-            control.put(outbox, _END)
+            outbox.put(_END, control.abort)
 
     def guarded(niceness: int, target: Callable[..., None], *args: Any) -> Callable[[], None]:
         def run() -> None:
@@ -364,6 +401,7 @@ def run_pipeline(
             progress_bar.stop()
         _close_all(source, sinks, control)
         _finish(stats, control, source, latencies, times, started)
+        stats.frames_dropped_between_stages = sum(handoff.dropped for handoff in queues)
         if timing is not None:
             stats.inference_only = timing.summary(latencies.samples("inference"))
             if stats.fps:
@@ -496,6 +534,9 @@ def _finish(
     if stats.frames_out >= 2:
         stats.fps = round((stats.frames_out - 1) / (times["last_out"] - times["first_out"]), 3)
     stats.latency = latencies.summary()
+    end_to_end, inference = (stats.latency.get(name, {}).get("p50_ms") for name in ("end_to_end", "inference"))
+    if end_to_end is not None and inference:
+        stats.end_to_end_vs_inference = round(end_to_end / inference, 3)
 
 
 class _Progress:

@@ -84,6 +84,7 @@ class RunStats:
     frames_in: int = 0  # frames taken from the source into the pipeline
     frames_out: int = 0  # frames that reached every sink
     frames_dropped: int = 0  # stale live frames replaced by newer ones before the pipeline took them
+    frames_dropped_between_stages: int = 0  # live frames replaced by newer ones while waiting for the next stage
     frames_skipped: int = 0  # unreadable frames (a corrupt image in a folder) skipped and counted
     skipped: List[str] = field(default_factory=list)  # what was skipped and why
     duration_s: float = 0.0  # wall time from the first frame taken to the last frame written
@@ -93,6 +94,9 @@ class RunStats:
     latency: Dict[str, Dict[str, Optional[Union[float, int]]]] = field(default_factory=dict)
     inference_only: Optional[Dict[str, Any]] = None  # backend.infer alone, same input, same run
     fps_vs_inference_only: Optional[float] = None  # fps / inference_only fps: how well the pipeline hides the rest
+    # p50 end-to-end / p50 inference latency: what a frame spends besides inference; for a live source, where no
+    # frame waits behind inference, about 1 to 2
+    end_to_end_vs_inference: Optional[float] = None
     stage_niceness: int = 0  # how much nicer than inference the other stages ran (Linux; 0 = equal priority)
     stopped_by: str = "end of stream"
     error: Optional[str] = None
