@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,33 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (official weights and real samples live there, not in the repo)")
     return SHARED
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB file system (tmpfs) for the full-disk cases; skips where mounting is not allowed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the full-disk case needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], stderr=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(mount)], check=True)  # a failed test left a file open there
+
+
+def fill_up(folder: Path) -> None:
+    """Write a file into ``folder`` until its file system has no byte left."""
+    with (folder / "filler").open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
 
 
 # --- tiny ESPNet bundles for the runner, backend, source and sink tests (exported here, no build needed) ---

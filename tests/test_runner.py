@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import fill_up
 
 from edgekit.board.backends import open_backend
 from edgekit.board.backends.base import Backend
@@ -344,3 +345,74 @@ def test_manifest_changed_after_the_build_is_refused_in_one_line(tiny_bundle: Pa
     ]
     manifest.write_text(json.dumps(json.loads(text), indent=4, sort_keys=True))  # same content, other layout
     assert Bundle.load(copy).preprocessing.mean[0] == mean[0]
+
+
+def noise_video(path: Path, frames: int, size: tuple[int, int] = (320, 240)) -> Path:
+    """Random pixels (nothing compresses them), MJPEG in avi."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def test_overlay_video_on_a_full_disk_fails_in_one_line_and_the_stats_say_error(
+    tiny_bundle: Path, tmp_path: Path, small_tmpfs: Path
+) -> None:
+    source, out, stats_file = noise_video(tmp_path / "in.avi", 60), small_tmpfs / "o.mp4", tmp_path / "stats.json"
+    process = edgekit(
+        "run", "--bundle", str(tiny_bundle), "--source", str(source), "--output", str(out),
+        "--stats", str(stats_file),
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2, stderr
+    assert "Traceback" not in stderr and "wrote" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"edgekit run: error: video {out}: the disk is full") and "incomplete" in last
+    stats = json.loads(stats_file.read_text())
+    assert stats["stopped_by"] == "error" and "the disk is full" in stats["error"]
+    assert stats["frames_out"] < 60
+
+
+def test_stats_on_a_full_disk_fail_the_run(tiny_bundle: Path, tmp_path: Path, small_tmpfs: Path) -> None:
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), np.full((60, 90, 3), 40 * index, np.uint8))
+    fill_up(small_tmpfs)
+    bundle = Bundle.load(tiny_bundle)
+    with pytest.raises(PipelineError, match="the run statistics are lost") as error:
+        run_pipeline(
+            open_backend(bundle), open_source(tmp_path / "*.png"), open_sinks(), bundle.preprocessing,
+            bundle.classes, stats_path=small_tmpfs / "stats.json",
+        )  # fmt: skip
+    assert error.value.stats.stopped_by == "error" and error.value.stats.frames_out == 3
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler"]
+
+
+@needs_gstreamer
+def test_video_of_a_live_source_is_written_at_the_rate_it_was_captured(tiny_bundle: Path, tmp_path: Path) -> None:
+    out, stats_file = tmp_path / "o.avi", tmp_path / "stats.json"
+    process = edgekit(
+        "run", "--bundle", str(tiny_bundle), "--source", LIVE_PATTERN.format(fps="15/1"), "--output", str(out),
+        "--max-frames", "30", "--stats", str(stats_file),
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    stats = json.loads(stats_file.read_text())
+    assert frame_count(out) == stats["frames_out"]
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FPS) == pytest.approx(15, rel=0.15)  # not 30
+
+
+@needs_gstreamer
+def test_video_behind_a_slow_model_is_written_at_the_rate_it_delivers(tiny_bundle: Path, tmp_path: Path) -> None:
+    bundle = Bundle.load(tiny_bundle)
+    stats = run_pipeline(
+        WithHook(open_backend(bundle), lambda: time.sleep(0.1)),  # about 9 of the camera's 30 frames a second
+        open_source(LIVE_PATTERN.format(fps="30/1")),
+        open_sinks(output=tmp_path / "o.avi", measure_rate=True),
+        bundle.preprocessing,
+        bundle.classes,
+        max_frames=60,
+    )
+    written = cv2.VideoCapture(str(tmp_path / "o.avi")).get(cv2.CAP_PROP_FPS)
+    assert written == pytest.approx(stats.fps, rel=0.2) and written < 15

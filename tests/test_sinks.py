@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import fill_up
 
 from edgekit.bench.browser import CHROMIUM_FLAGS, find_chromium
 from edgekit.board.classes import ClassSet
@@ -173,3 +174,64 @@ def test_browser_shows_the_live_stream_and_fps(live_server: MjpegSink, tmp_path:
         env=env, capture_output=True, text=True, timeout=90,
     ).stdout  # fmt: skip
     assert '<span id="fps">12.5</span>' in dom, "the page does not show the current FPS"
+
+
+def noise_frame(index: int, size: tuple[int, int] = (320, 240)) -> OutputFrame:
+    """Random pixels: nothing compresses them, so a small disk fills within a few frames."""
+    image = np.random.default_rng(index).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    frame = Frame(image, index, time.monotonic(), f"frame{index:03d}")
+    return OutputFrame(image, frame, np.zeros(image.shape[:2], np.uint8), fps=30.0, latency_ms=10.0)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_video_on_a_full_disk_is_an_error_not_a_written_video(suffix: str, small_tmpfs: Path) -> None:
+    sink = VideoFileSink(small_tmpfs / f"o{suffix}", fps=30)
+    with pytest.raises(EdgekitError, match=r"the disk is full .* after \d+ frames; the video is incomplete"):
+        for index in range(100):
+            sink.write(noise_frame(index))
+    with pytest.raises(EdgekitError, match=r"is incomplete: \d+ frames were encoded but .*\(the disk is full\)"):
+        sink.close()
+
+
+def test_video_whose_finalizing_write_fails_is_an_error(small_tmpfs: Path) -> None:
+    """The disk fills after the last frame: only release's writes fail, found by reading the file back."""
+    sink = VideoFileSink(small_tmpfs / "o.mp4", fps=30)
+    for index in range(3):
+        sink.write(noise_frame(index, (96, 64)))  # ~20 KB in all: still in FFmpeg's 32 KiB output buffer
+    fill_up(small_tmpfs)
+    with pytest.raises(EdgekitError, match=r"o\.mp4 is incomplete: 3 frames were encoded but"):
+        sink.close()
+
+
+def test_image_on_a_full_disk_says_why_and_what_was_saved(small_tmpfs: Path) -> None:
+    sink = ImageFilesSink(small_tmpfs / "frames")
+    with pytest.raises(EdgekitError, match=r"No space left on device; \d+ frames were saved in .*, the rest"):
+        for index in range(100):
+            sink.write(noise_frame(index))
+    saved = sorted((small_tmpfs / "frames").iterdir())
+    assert saved and all(cv2.imread(str(path)) is not None for path in saved)  # no half image left
+
+
+def test_results_on_a_full_disk_are_an_error_and_leave_no_partial_file(small_tmpfs: Path) -> None:
+    from edgekit.board.measure.bench import write_results
+    from edgekit.board.stats import RunStats
+
+    fill_up(small_tmpfs)
+    with pytest.raises(EdgekitError, match=r"r\.json: No space left on device; the bench results are lost"):
+        write_results({"schema": "x", "results": [{"fps": 1.0}] * 100}, small_tmpfs / "r.json")
+    with pytest.raises(EdgekitError, match=r"stats\.json: No space left on device; the run statistics are lost"):
+        RunStats(source="s", backend={}).write_json(small_tmpfs / "stats.json")
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler"]
+
+
+def test_video_of_a_live_source_plays_at_the_measured_rate(tmp_path: Path) -> None:
+    sink = VideoFileSink(tmp_path / "o.avi", measure_rate=True)
+    began = time.monotonic()
+    for index in range(20):  # 12.5 frames a second of capture time
+        frame = output_frame(index)
+        frame.frame.timestamp = began + index * 0.08
+        sink.write(frame)
+    sink.close()
+    capture = cv2.VideoCapture(str(tmp_path / "o.avi"))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.5, rel=0.01)
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 20

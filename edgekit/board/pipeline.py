@@ -407,8 +407,7 @@ def run_pipeline(
             if stats.fps:
                 stats.fps_vs_inference_only = round(stats.fps / stats.inference_only["fps"], 4)
         if stats_path is not None:
-            stats.write_json(stats_path)
-            log.info("stats written to %s", stats_path)
+            _write_stats(stats, stats_path, control)
     if control.error is not None:
         if isinstance(control.error, EdgekitError):
             raise PipelineError(str(control.error), stats) from control.error
@@ -537,6 +536,20 @@ def _finish(
     end_to_end, inference = (stats.latency.get(name, {}).get("p50_ms") for name in ("end_to_end", "inference"))
     if end_to_end is not None and inference:
         stats.end_to_end_vs_inference = round(end_to_end / inference, 3)
+
+
+def _write_stats(stats: RunStats, path: Union[str, Path], control: _Control) -> None:
+    """Write the stats; a failed write (a full disk) fails the run, and is the stats' error when it is the first."""
+    try:
+        stats.write_json(path)
+    except EdgekitError as exc:
+        if control.error is None:
+            stats.stopped_by, stats.error = "error", f"{exc.__class__.__name__}: {exc}"
+        else:
+            log.error("%s", exc)  # the run failed already: say that the stats are lost too
+        control.fail(exc)
+        return
+    log.info("stats written to %s", path)
 
 
 class _Progress:

@@ -13,6 +13,8 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
+from edgekit.board.files import write_text_atomically
+
 PERCENTILES = (50, 90, 99)
 
 
@@ -105,10 +107,5 @@ class RunStats:
         return asdict(self)
 
     def write_json(self, path: Union[str, Path]) -> Path:
-        """Write atomically, so an interrupted run never leaves half a stats file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        partial.replace(path)
-        return path
+        """Write atomically, so an interrupted run never leaves half a stats file; EdgekitError when it fails."""
+        return write_text_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n", "run statistics")

@@ -99,7 +99,9 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     with backend:
         source = open_source(source_uri, **camera_options(args))
         try:
-            sinks = open_sinks(args.output, args.save_frames, args.serve, args.show, fps=args.output_fps or source.fps)
+            # a live source's video runs at the rate the pipeline delivers, measured; a file's at its own rate
+            fps = args.output_fps or (None if source.live else source.fps)
+            sinks = open_sinks(args.output, args.save_frames, args.serve, args.show, fps=fps, measure_rate=source.live)
         except BaseException:
             source.close()
             raise
@@ -116,6 +118,10 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     e2e = stats.latency.get("end_to_end", {})
     if e2e.get("p50_ms") is not None:
         summary += f", latency p50 {e2e['p50_ms']:.1f} / p99 {e2e['p99_ms']:.1f} ms"
+    if stats.end_to_end_vs_inference is not None:
+        summary += f" ({stats.end_to_end_vs_inference:.2f}x inference's p50)"
+    if stats.frames_dropped_between_stages:
+        summary += f", {stats.frames_dropped_between_stages} dropped between stages (replaced by newer)"
     if stats.inference_only:
         summary += f"; inference alone {stats.inference_only['fps']:.2f} FPS (ratio {stats.fps_vs_inference_only})"
     console.print(f"{stats.stopped_by}: {summary}")

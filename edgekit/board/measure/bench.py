@@ -20,6 +20,7 @@ from edgekit.board.backends import BACKENDS, choose_backend
 from edgekit.board.backends.base import Backend, to_classmap
 from edgekit.board.bundle import Bundle
 from edgekit.board.classes import ClassSet
+from edgekit.board.files import write_text_atomically
 from edgekit.board.measure.fingerprint import NOT_AVAILABLE, device_fingerprint, device_tier
 from edgekit.board.measure.monitor import PowerMonitor, peak_rss_mb, reset_peak_rss
 from edgekit.board.measure.profile import profile_onnxruntime, profile_tensorrt
@@ -461,13 +462,9 @@ class Bench:
 
 
 def write_results(document: Dict[str, Any], path: Union[str, Path]) -> Path:
-    """Write atomically: an interrupted bench never leaves half a JSON file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n")
-    partial.replace(path)
-    return path
+    """Write atomically: an interrupted bench never leaves half a JSON file under the final name; EdgekitError
+    (saying the results are lost) when the write fails."""
+    return write_text_atomically(path, json.dumps(document, indent=2) + "\n", "bench results")
 
 
 def load_results(path: Union[str, Path]) -> Dict[str, Any]:

@@ -14,8 +14,11 @@ def open_sinks(
     serve: Optional[str] = None,
     show: bool = False,
     fps: Optional[float] = None,
+    measure_rate: bool = False,
 ) -> List[Sink]:
     """The sinks the CLI flags ask for; a NullSink when none is asked (a pure throughput run).
+
+    ``fps`` and ``measure_rate``: the rate of the video, see VideoFileSink (a live source's is measured).
 
     Every sink is opened before the first frame, so a bad path, a busy port or a missing display fails at once.
     """
@@ -24,7 +27,7 @@ def open_sinks(
         if output:
             from edgekit.board.sinks.video import VideoFileSink
 
-            sinks.append(VideoFileSink(output, fps=fps))
+            sinks.append(VideoFileSink(output, fps=fps, measure_rate=measure_rate))
         if save_frames:
             from edgekit.board.sinks.images import ImageFilesSink
 
