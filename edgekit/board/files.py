@@ -7,7 +7,7 @@ reading back).
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from edgekit.errors import EdgekitError
 
@@ -30,9 +30,12 @@ def write_text_atomically(path: Union[str, Path], text: str, what: str) -> Path:
     return path
 
 
-def free_bytes(folder: Union[str, Path]) -> int:
+def free_bytes(folder: Union[str, Path]) -> Optional[int]:
     """Bytes this process may still write on the file system holding ``folder`` (root may use the reserved blocks
-    too, as the kernel lets it)."""
+    too, as the kernel lets it); None where the file system reports no size (some FUSE and virtual ones), whose 0
+    free blocks would mean nothing."""
     stat = os.statvfs(str(folder))
+    if stat.f_blocks == 0:
+        return None
     blocks = stat.f_bfree if os.geteuid() == 0 else stat.f_bavail
     return blocks * stat.f_frsize

@@ -56,8 +56,7 @@ class VideoFileSink(Sink):
             self.size = (image.shape[1], image.shape[0])
         elif (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        free = free_bytes(self.path.parent)
-        if free == 0:
+        if free_bytes(self.path.parent) == 0:  # None (a file system without sizes) is not full
             raise EdgekitError(
                 f"video {self.path}: the disk is full (no space left in {self.path.parent}) after {self.frames} "
                 "frames; the video is incomplete and the rest of the run is not recorded: free space and run again"
