@@ -216,7 +216,7 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
             note.append(compile_note)
 
         with progress.stage("bundle", "report, manifest, sha256 of every file, atomic rename") as note:
-            report = _report(manifest, progress.records, compile_note)
+            report = _report(writer.staging, manifest, progress.records, compile_note, options.dla_core)
             writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
             writer.path(REPORT_MD).write_text(render_report(report))
             bundle = writer.commit(manifest)
@@ -449,7 +449,20 @@ def _relative(report: dict[str, Any], root: Path) -> dict[str, Any]:
     }
 
 
-def _report(manifest: Manifest, stages: list[StageRecord], compile_note: str) -> dict[str, Any]:
+def _report(
+    root: Path, manifest: Manifest, stages: list[StageRecord], compile_note: str, dla_core: int | None
+) -> dict[str, Any]:
+    """report.json; ``trtexec`` is the line that builds the same engine without Python on the target's release."""
+    from edgekit.board.backends.tensorrt_backend.releases import parse_release
+    from edgekit.board.compile import target_compute_capability, trtexec_for
+
+    release = manifest.target_profile.get("software", {}).get("tensorrt")
+    if manifest.engine:  # built here: the installed release's command
+        trtexec = manifest.engine["trtexec"]
+    elif release and manifest.target_profile.get("backend") == "tensorrt":
+        trtexec = trtexec_for(root, manifest, parse_release(release), dla_core, target_compute_capability(manifest))
+    else:
+        trtexec = None
     return {
         "model": manifest.model.to_json(),
         "target": manifest.target,
@@ -459,5 +472,6 @@ def _report(manifest: Manifest, stages: list[StageRecord], compile_note: str) ->
         "metrics": manifest.metrics,
         "engine": manifest.engine,
         "compile": compile_note,
+        "trtexec": trtexec,
         "stages": [{"name": s.name, "seconds": s.seconds, "summary": s.summary} for s in stages],
     }

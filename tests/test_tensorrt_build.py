@@ -11,14 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.board.backends.tensorrt_backend.builder import (
-    EngineRequest,
-    build_engine,
-    has,
-    onnx_for,
-    parse_release,
-    sidecar_path,
-)
+from edgekit.board.backends.tensorrt_backend.builder import EngineRequest, build_engine, onnx_for, sidecar_path
+from edgekit.board.backends.tensorrt_backend.releases import has, parse_release
 from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
 from edgekit.errors import EdgekitError
 
@@ -85,7 +79,8 @@ def test_real_engine_build_and_inference(gpu_tensorrt: None, tiny_onnx: Path, pr
     sidecar = json.loads(sidecar_path(engine_path).read_text())
     assert sidecar["tensorrt_version"] == trt.__version__ == info.tensorrt_version
     assert sidecar["compute_capability"] and sidecar["gpu"]
-    assert engine_path.with_name("timing.cache").stat().st_size > 0
+    assert engine_path.with_name(info.timing_cache or "no timing cache").stat().st_size > 0
+    assert info.layers["gpu"] > 0 and info.layers["dla"] == 0
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 128)).astype(np.float32)
     (reference,) = ort_session(tiny_onnx).run(None, {"input": x})
     with TensorRTBackend(engine_path, built_for=sidecar) as backend:

@@ -15,6 +15,15 @@ def render_report(report: Dict[str, Any]) -> str:
         f"- runtime ONNX (onnxruntime anywhere): `{report['artifacts']['runtime_onnx']}`",
         f"- engine: {report['compile']}",
         "",
+    ]
+    if report.get("trtexec"):
+        lines += [
+            "The same engine without Python (in the bundle folder on the board; compare its log and speed):",
+            "",
+            f"    {report['trtexec']}",
+            "",
+        ]
+    lines += [
         "## Accuracy",
         "",
     ]
