@@ -376,7 +376,7 @@ def _cache_calibrator(cache: bytes, class_name: str, release: Release, log: Log)
     }
     base: Type[trt.IInt8Calibrator] = classes[class_name]
 
-    class CacheCalibrator(base):
+    class CacheCalibrator(base):  # pyright: ignore[reportGeneralTypeIssues]  # a class chosen at run time
         def __init__(self) -> None:
             base.__init__(self)  # required, or the binding segfaults
             self.rejected = False
