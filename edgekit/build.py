@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from rich.console import Console
 
+from edgekit.board.backends.tensorrt_backend.releases import STRONGLY_TYPED_ONLY, parse_release
 from edgekit.board.bundle import (
     CALIBRATION_CACHE_FILE,
     CHECKPOINT_FILE,
@@ -317,7 +318,24 @@ def _quantize(
     )
     data: dict[str, Any] = report.to_dict()
     data["calibration_set"] = calibration.name
+    if release and parse_release(release) >= STRONGLY_TYPED_ONLY:
+        data["strongly_typed_fp16"] = _fp16_between_qdq(writer.path(ONNX_FILES["int8"]))
     return data
+
+
+def _fp16_between_qdq(qdq: Path) -> dict[str, Any]:
+    """Strongly typed TensorRT (11.x) runs the layers kept in float at the ONNX's type: make those FP16 in place,
+    or keep the FP32 Q/DQ model where FP16 changes the prediction, saying so (report.json metrics.int8)."""
+    from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16
+
+    fp16 = qdq.with_name(f".{qdq.name}.fp16")
+    try:
+        converted = qdq_to_fp16(qdq, fp16)
+    except EdgekitError as exc:
+        fp16.unlink(missing_ok=True)
+        return {"applied": False, "why": f"{exc}; the float layers of this INT8 model run in FP32 on TensorRT 11"}
+    fp16.replace(qdq)
+    return {"applied": True, "argmax_agreement_with_fp32_qdq": converted.argmax_agreement, "opset": FP16_QDQ_OPSET}
 
 
 def evaluate_variants(
@@ -453,7 +471,6 @@ def _report(
     root: Path, manifest: Manifest, stages: list[StageRecord], compile_note: str, dla_core: int | None
 ) -> dict[str, Any]:
     """report.json; ``trtexec`` is the line that builds the same engine without Python on the target's release."""
-    from edgekit.board.backends.tensorrt_backend.releases import parse_release
     from edgekit.board.compile import target_compute_capability, trtexec_for
 
     release = manifest.target_profile.get("software", {}).get("tensorrt")

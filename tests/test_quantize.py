@@ -27,7 +27,7 @@ from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.export import export_onnx, ort_session, read_metadata
 from edgekit.quant.fold import fold_batchnorm
-from edgekit.quantize import quantize_int8
+from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16, quantize_int8
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,22 @@ def test_cache_headers_are_retargeted_and_pick_the_calibrator(
     bad.write_text("calibration v2\ninput: 3c010204\n")
     with pytest.raises(EdgekitError, match="not a TensorRT calibration cache"):
         retarget_cache_file(bad, "8.4.1")
+
+
+def test_strongly_typed_int8_model_is_fp16_between_its_qdq_pairs(tiny_report: object, tmp_path: Path) -> None:
+    """TensorRT 11 runs float layers at the ONNX's type: the 11.x INT8 model carries FP16 there (opset 19 scales)."""
+    source = onnx.load(str(tiny_report.output))  # type: ignore[attr-defined]
+    report = qdq_to_fp16(tiny_report.output, tmp_path / "model.int8.qdq.onnx", tolerance=0.2)  # type: ignore[attr-defined]
+    model = onnx.load(str(report.output))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [FP16_QDQ_OPSET]
+    initializers = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) == sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in source.graph.node) > 0
+    assert {initializers[n.input[1]].data_type for n in qdq if n.input[1] in initializers} == {onnx.TensorProto.FLOAT16}
+    float_weights = {i.data_type for i in model.graph.initializer if i.data_type in (1, 10)}
+    assert float_weights == {onnx.TensorProto.FLOAT16}  # no FP32 layer left for TensorRT 11 to run in FP32
+    assert report.argmax_agreement >= 0.8 and report.max_abs_diff < 1e-2
+    assert not list(tmp_path.glob(".*"))  # the opset-19 staging copy is gone
 
 
 def report_cache(report: object) -> str:

@@ -244,7 +244,7 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) ->
     if has(release, "IBuilderConfig.set_memory_pool_limit", "MemoryPoolType.WORKSPACE"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     if has(release, "IBuilderConfig.max_workspace_size"):
-        config.max_workspace_size = workspace  # removed in 10.0
+        config.max_workspace_size = workspace  # type: ignore[attr-defined]  # removed in 10.0
     if request.optimization_level is not None and has(release, "IBuilderConfig.builder_optimization_level"):
         config.builder_optimization_level = request.optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # 8.2+ (supported_release)
@@ -376,7 +376,7 @@ def _cache_calibrator(cache: bytes, class_name: str, release: Release, log: Log)
     }
     base: Type[trt.IInt8Calibrator] = classes[class_name]
 
-    class CacheCalibrator(base):  # pyright: ignore[reportGeneralTypeIssues]  # a class chosen at run time
+    class CacheCalibrator(base):  # type: ignore[valid-type,misc]  # pyright: ignore[reportGeneralTypeIssues]
         def __init__(self) -> None:
             base.__init__(self)  # required, or the binding segfaults
             self.rejected = False

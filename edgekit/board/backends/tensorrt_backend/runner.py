@@ -236,6 +236,11 @@ def _sidecar_of(engine_path: Path) -> Optional[Dict[str, Any]]:
     return built_for
 
 
+def _dims(dims: Any) -> Tuple[int, ...]:
+    """A TensorRT Dims (or profile shape) as a tuple of ints."""
+    return tuple(int(d) for d in dims)
+
+
 class TensorRTBackend(Backend):
     """A serialized TensorRT engine with pinned host buffers and async copies on one stream."""
 
@@ -285,7 +290,9 @@ class TensorRTBackend(Backend):
                 f"built for another GPU or TensorRT version, or is corrupt; run `edgekit compile` on this machine"
             )
         context: trt.IExecutionContext = engine.create_execution_context()
-        self.runtime, self.engine, self.context = runtime, engine, context
+        self.runtime = runtime
+        self.engine: Any = engine  # None after close()
+        self.context: Any = context
         self.named_io = has(self.release, "IExecutionContext.execute_async_v3")
         self._allocate()
         self.output_kind = output_kind or ("logits" if self.output_host.dtype.kind == "f" else "classmap")
@@ -302,20 +309,20 @@ class TensorRTBackend(Backend):
             for index in range(engine.num_io_tensors):
                 name: str = engine.get_tensor_name(index)
                 is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-                if is_input and -1 in tuple(engine.get_tensor_shape(name)):
+                if is_input and -1 in _dims(engine.get_tensor_shape(name)):
                     opt_shape = engine.get_tensor_profile_shape(name, 0)[1]
-                    context.set_input_shape(name, tuple(opt_shape))
-                shape = tuple(context.get_tensor_shape(name))
+                    context.set_input_shape(name, _dims(opt_shape))
+                shape = _dims(context.get_tensor_shape(name))
                 io.append((name, is_input, shape, numpy_dtype(engine.get_tensor_dtype(name))))
-        else:  # before 8.5: binding indices
-            for index in range(engine.num_bindings):
-                is_input = bool(engine.binding_is_input(index))
-                if is_input and -1 in tuple(engine.get_binding_shape(index)):
-                    opt_shape = engine.get_profile_shape(0, index)[1]
-                    context.set_binding_shape(index, tuple(opt_shape))
-                shape = tuple(context.get_binding_shape(index))
-                dtype = numpy_dtype(engine.get_binding_dtype(index))
-                io.append((engine.get_binding_name(index), is_input, shape, dtype))
+        else:  # before 8.5: binding indices (gone from the 10.x stubs mypy reads, hence the ignores)
+            for index in range(engine.num_bindings):  # type: ignore[attr-defined]
+                is_input = bool(engine.binding_is_input(index))  # type: ignore[attr-defined]
+                if is_input and -1 in _dims(engine.get_binding_shape(index)):  # type: ignore[attr-defined]
+                    opt_shape = engine.get_profile_shape(0, index)[1]  # type: ignore[attr-defined]
+                    context.set_binding_shape(index, _dims(opt_shape))  # type: ignore[attr-defined]
+                shape = _dims(context.get_binding_shape(index))  # type: ignore[attr-defined]
+                dtype = numpy_dtype(engine.get_binding_dtype(index))  # type: ignore[attr-defined]
+                io.append((engine.get_binding_name(index), is_input, shape, dtype))  # type: ignore[attr-defined]
         return io
 
     def _allocate(self) -> None:
@@ -355,7 +362,9 @@ class TensorRTBackend(Backend):
             if has(self.release, "IExecutionContext.execute_async_v3"):
                 ok = context.execute_async_v3(stream_handle=self.cuda.stream_handle)
             else:  # before 8.5
-                ok = context.execute_async_v2(bindings=self.bindings, stream_handle=self.cuda.stream_handle)
+                ok = context.execute_async_v2(  # type: ignore[attr-defined]  # removed in 10.0
+                    bindings=self.bindings, stream_handle=self.cuda.stream_handle
+                )
             if not ok:
                 raise EdgekitError(f"TensorRT failed to run {self.engine_path} (see the TensorRT log above)")
             self.cuda.d2h(self.output_host, self.output_device)
