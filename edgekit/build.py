@@ -203,6 +203,11 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
         with progress.stage("classmap", "end every variant in the class-map head: an int32 class map out") as note:
             metrics["classmap"] = end_in_classmap(writer.staging, variants, preprocessing, classmap_head)
             note.append(metrics["classmap"]["checked"])
+            release = target.software.get("tensorrt")
+            if "int8" in variants and release and parse_release(release) >= STRONGLY_TYPED_ONLY:
+                typed = _fp16_between_qdq(writer.path(variants["int8"]))
+                metrics["int8"]["strongly_typed_fp16"] = typed
+                note.append(f"INT8 model {'FP16' if typed['applied'] else 'kept FP32'} between its Q/DQ pairs")
 
         runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
         manifest = _manifest(
@@ -318,14 +323,14 @@ def _quantize(
     )
     data: dict[str, Any] = report.to_dict()
     data["calibration_set"] = calibration.name
-    if release and parse_release(release) >= STRONGLY_TYPED_ONLY:
-        data["strongly_typed_fp16"] = _fp16_between_qdq(writer.path(ONNX_FILES["int8"]))
     return data
 
 
 def _fp16_between_qdq(qdq: Path) -> dict[str, Any]:
     """Strongly typed TensorRT (11.x) runs the layers kept in float at the ONNX's type: make those FP16 in place,
-    or keep the FP32 Q/DQ model where FP16 changes the prediction, saying so (report.json metrics.int8)."""
+    or keep the FP32 Q/DQ model where FP16 changes the class map, saying so (report.json metrics.int8). Done on
+    the finished model (class-map head included, compared class map for class map); the accuracy stage measured
+    the FP32 Q/DQ model before it."""
     from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16
 
     fp16 = qdq.with_name(f".{qdq.name}.fp16")
