@@ -267,7 +267,7 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) ->
     plan: Optional[trt.IHostMemory] = builder.build_serialized_network(network, config)
     if calibrator is not None and calibrator.rejected:
         raise EdgekitError(
-            f"TensorRT {version} rejected the calibration cache {int8 and int8.get('cache_header')} (cache rejected: "
+            f"TensorRT {version} rejected the calibration cache {(int8 or {}).get('cache_header')} (cache rejected: "
             "it asked for calibration images); rebuild the bundle with `edgekit build` for this TensorRT"
         )
     if plan is None:
@@ -351,9 +351,7 @@ def _set_precision(
     log(f"INT8 scales from {request.calibration_cache.name} ({header}, {class_name}; no calibration pass here)")
     calibrator = _cache_calibrator(data, class_name, release, log)
     config.int8_calibrator = calibrator
-    assert int8 is not None
-    int8.update(calibrator=class_name, cache_header=header)
-    return int8, calibrator
+    return {"route": route, "calibrator": class_name, "cache_header": header}, calibrator
 
 
 def _cache_calibrator(cache: bytes, class_name: str, release: Release, log: Log) -> Any:
