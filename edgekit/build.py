@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from rich.console import Console
 
+from edgekit.board.backends.tensorrt_backend.releases import STRONGLY_TYPED_ONLY, parse_release
 from edgekit.board.bundle import (
     CALIBRATION_CACHE_FILE,
     CHECKPOINT_FILE,
@@ -202,6 +203,11 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
         with progress.stage("classmap", "end every variant in the class-map head: an int32 class map out") as note:
             metrics["classmap"] = end_in_classmap(writer.staging, variants, preprocessing, classmap_head)
             note.append(metrics["classmap"]["checked"])
+            release = target.software.get("tensorrt")
+            if "int8" in variants and release and parse_release(release) >= STRONGLY_TYPED_ONLY:
+                typed = _fp16_between_qdq(writer.path(variants["int8"]))
+                metrics["int8"]["strongly_typed_fp16"] = typed
+                note.append(f"INT8 model {'FP16' if typed['applied'] else 'kept FP32'} between its Q/DQ pairs")
 
         runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
         manifest = _manifest(
@@ -216,7 +222,7 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
             note.append(compile_note)
 
         with progress.stage("bundle", "report, manifest, sha256 of every file, atomic rename") as note:
-            report = _report(manifest, progress.records, compile_note)
+            report = _report(writer.staging, manifest, progress.records, compile_note, options.dla_core)
             writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
             writer.path(REPORT_MD).write_text(render_report(report))
             bundle = writer.commit(manifest)
@@ -318,6 +324,23 @@ def _quantize(
     data: dict[str, Any] = report.to_dict()
     data["calibration_set"] = calibration.name
     return data
+
+
+def _fp16_between_qdq(qdq: Path) -> dict[str, Any]:
+    """Strongly typed TensorRT (11.x) runs the layers kept in float at the ONNX's type: make those FP16 in place,
+    or keep the FP32 Q/DQ model where FP16 changes the class map, saying so (report.json metrics.int8). Done on
+    the finished model (class-map head included, compared class map for class map); the accuracy stage measured
+    the FP32 Q/DQ model before it."""
+    from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16
+
+    fp16 = qdq.with_name(f".{qdq.name}.fp16")
+    try:
+        converted = qdq_to_fp16(qdq, fp16)
+    except EdgekitError as exc:
+        fp16.unlink(missing_ok=True)
+        return {"applied": False, "why": f"{exc}; the float layers of this INT8 model run in FP32 on TensorRT 11"}
+    fp16.replace(qdq)
+    return {"applied": True, "argmax_agreement_with_fp32_qdq": converted.argmax_agreement, "opset": FP16_QDQ_OPSET}
 
 
 def evaluate_variants(
@@ -449,7 +472,19 @@ def _relative(report: dict[str, Any], root: Path) -> dict[str, Any]:
     }
 
 
-def _report(manifest: Manifest, stages: list[StageRecord], compile_note: str) -> dict[str, Any]:
+def _report(
+    root: Path, manifest: Manifest, stages: list[StageRecord], compile_note: str, dla_core: int | None
+) -> dict[str, Any]:
+    """report.json; ``trtexec`` is the line that builds the same engine without Python on the target's release."""
+    from edgekit.board.compile import target_compute_capability, trtexec_for
+
+    release = manifest.target_profile.get("software", {}).get("tensorrt")
+    if manifest.engine:  # built here: the installed release's command
+        trtexec = manifest.engine["trtexec"]
+    elif release and manifest.target_profile.get("backend") == "tensorrt":
+        trtexec = trtexec_for(root, manifest, parse_release(release), dla_core, target_compute_capability(manifest))
+    else:
+        trtexec = None
     return {
         "model": manifest.model.to_json(),
         "target": manifest.target,
@@ -459,5 +494,6 @@ def _report(manifest: Manifest, stages: list[StageRecord], compile_note: str) ->
         "metrics": manifest.metrics,
         "engine": manifest.engine,
         "compile": compile_note,
+        "trtexec": trtexec,
         "stages": [{"name": s.name, "seconds": s.seconds, "summary": s.summary} for s in stages],
     }

@@ -314,6 +314,34 @@ def quantize_int8(
     )
 
 
+FP16_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear take float16 inputs and scales from opset 19
+
+
+def qdq_to_fp16(qdq: Path, output: Path, tolerance: float = 0.05) -> Any:
+    """The Q/DQ model with FP16 everywhere but its INT8 pairs, for strongly typed TensorRT (11.x): there the layers
+    the mixed-precision search kept in float run at the ONNX's own type, FP32 in the model ``quantize_int8``
+    writes, where TensorRT 8.x-10.x ran them in FP16 through the FP16 flag. The scales become FP16 too, which
+    needs opset 19 (``qdq`` is raised to it); verified against ``qdq`` in onnxruntime (``export.convert_fp16``,
+    which refuses below ``1 - tolerance`` pixel agreement). Returns the :class:`~edgekit.export.Fp16Report`.
+    """
+    import onnx
+    from onnx import version_converter
+
+    from edgekit.export import convert_fp16
+
+    qdq, output = Path(qdq), Path(output)
+    model = onnx.load(str(qdq))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    staged = output.with_name(f".{output.name}.opset{FP16_QDQ_OPSET}")
+    if opset < FP16_QDQ_OPSET:
+        model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+    onnx.save(model, str(staged))
+    try:
+        return convert_fp16(staged, output, tolerance=tolerance)
+    finally:
+        staged.unlink()
+
+
 def _smallest_prefix(order: list[int], agreement: Callable[[set[int]], float], max_drop: float) -> int:
     """How many layers of ``order`` must go back to float: galloping then bisection over the prefix length.
 

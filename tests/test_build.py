@@ -42,6 +42,12 @@ def test_build_for_the_nano_writes_a_complete_verified_bundle(nano_bundle: tuple
     assert [s["name"] for s in report["stages"]] == ["model", "export", "fp16", "accuracy", "classmap", "compile"]
     assert "edgekit compile --bundle nano" in report["compile"] and "tensorrt does not import" in report["compile"]
     assert "| fp16 | `model.fp16.onnx` |" in (root / "report.md").read_text()
+    # the same engine without Python, with TensorRT 8.2's trtexec flags (--workspace, not --memPoolSize)
+    assert report["trtexec"] == (
+        "/usr/src/tensorrt/bin/trtexec --onnx=model.fp32.onnx --saveEngine=model.engine --workspace=1024 --fp16 "
+        "--profilingVerbosity=detailed --exportLayerInfo=layers.json"
+    ).replace("1024", str(manifest["target_profile"].get("workspace_mib") or 1024))
+    assert report["trtexec"] in (root / "report.md").read_text()
     # the runtime model runs in onnxruntime and ends in the class-map head: an int32 class map at the input size
     assert manifest["output"] == {"name": "classmap", "kind": "classmap", "dtype": "int32"}
     assert manifest["metrics"]["classmap"]["checked"].startswith("2 variants give exactly the argmax")

@@ -35,6 +35,7 @@ from edgekit.export import (
     ort_session,
     write_metadata,
 )
+from edgekit.quantize import FP16_QDQ_OPSET
 
 OPERATORS = Path("reference") / "onnx-tensorrt-operators"
 # ONNX element types as the tables name them; INT64 counts as INT32: "TensorRT will attempt to cast down INT64 to
@@ -233,13 +234,14 @@ def test_export_opset_per_target_and_the_uint8_refusal(
         assert onnx.load(str(path)).opset_import[0].version == 13
 
 
-BUNDLE_TARGETS = {"jetson-nano": None, "jetson-xavier-nx": "int8", "gtx-960m": None, "a100": "fp16"}  # precision
+BUNDLE_TARGETS = {"jetson-nano": None, "jetson-xavier-nx": "int8", "gtx-960m": None, "a100": "fp16", "h100": "int8"}
 
 
 @pytest.fixture(scope="module")
 def bundles(tiny_espnet_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real `edgekit build` bundles from the tiny untrained checkpoint (no training, one eval scene), one per
-    TensorRT operator table: 8.2 (FP16), 8.5 (INT8 Q/DQ), 8.6 (FP32 only), 10.x (FP16); and an onnxruntime one."""
+    TensorRT operator table: 8.2 (FP16), 8.5 (INT8 Q/DQ), 8.6 (FP32 only), 10.x (FP16), 11.x (INT8 Q/DQ, strongly
+    typed); and an onnxruntime one."""
     root = tmp_path_factory.mktemp("tensorrt-bundles")
     made = {}
     for target, precision in [*BUNDLE_TARGETS.items(), ("cpu-x86", "fp32")]:
@@ -263,9 +265,13 @@ def test_every_onnx_of_a_bundle_is_taken_by_its_target_s_tensorrt(
     assert len(files) >= (3 if target == "jetson-xavier-nx" else 1)
     assert bundle.manifest.onnx["opset"] == min(17, support.max_opset)
     assert bundle.manifest.classmap_head == {"formulation": REDUCE_HEAD, "why": CLASSMAP_HEADS[REDUCE_HEAD]}
-    for file in files.values():
+    # strongly typed TensorRT 11: the INT8 model is FP16 between its Q/DQ pairs, which takes opset 19 FP16 scales
+    typed = bundle.manifest.metrics.get("int8", {}).get("strongly_typed_fp16")
+    assert (typed is not None) == (target == "h100")
+    for precision, file in files.items():
         model = onnx.load(str(bundle.root / file))
-        assert model.opset_import[0].version == bundle.manifest.onnx["opset"]
+        raised = typed is not None and typed["applied"] and precision == "int8"
+        assert model.opset_import[0].version == (FP16_QDQ_OPSET if raised else bundle.manifest.onnx["opset"])
         assert "ArgMax" not in {n.op_type for n in model.graph.node}
         assert onnx_problems(bundle.root / file, table) == []
 

@@ -12,8 +12,11 @@ import torch
 from onnx import numpy_helper
 
 from edgekit.board.backends.tensorrt_backend.cache import (
+    cache_header,
+    calibrator_for,
     hex_to_scale,
     read_cache,
+    retarget_cache_file,
     scale_to_hex,
     trt_version_int,
     write_cache,
@@ -24,7 +27,7 @@ from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.export import export_onnx, ort_session, read_metadata
 from edgekit.quant.fold import fold_batchnorm
-from edgekit.quantize import quantize_int8
+from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16, quantize_int8
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,65 @@ def test_cache_round_trip_and_names_with_colons(tmp_path: Path) -> None:
     assert scales["/x/Conv_output_0"] == pytest.approx(0.1)
     with pytest.raises(EdgekitError, match="non-finite"):
         write_cache(tmp_path / "bad.calib", {"x": float("nan")}, "8.6.2")
+
+
+def test_cache_headers_are_retargeted_and_pick_the_calibrator(
+    tiny_onnx: Path, tiny_report: object, tmp_path: Path
+) -> None:
+    """On caches `edgekit quantize` wrote: the header's algorithm picks the calibrator class (MinMax for minmax),
+    the DLA gets EntropyCalibration2, and compile rewrites the header for the installed release, scales unchanged."""
+    entropy = Path(report_cache(tiny_report))
+    calibration = load_calibration("default", read_metadata(tiny_onnx).preprocessing, count=4)
+    minmax_report = quantize_int8(
+        tiny_onnx,
+        calibration,
+        tmp_path / "minmax.onnx",
+        method="minmax",
+        max_drop=None,
+        calibration_cache=tmp_path / "minmax.cache",
+        trt_version="8.5.2",
+        show_progress=False,
+    )
+    minmax = Path(str(minmax_report.calibration_cache))
+    assert cache_header(minmax.read_bytes(), "minmax") == (8502, "MinMaxCalibration")
+    assert calibrator_for("MinMaxCalibration", dla=False) == ("IInt8MinMaxCalibrator", "MinMaxCalibration", None)
+    dla_class, dla_header, why = calibrator_for("MinMaxCalibration", dla=True)
+    assert (dla_class, dla_header) == ("IInt8EntropyCalibrator2", "EntropyCalibration2") and why and "DLA" in why
+    assert calibrator_for(cache_header(entropy.read_bytes(), "e")[1], dla=False)[0] == "IInt8EntropyCalibrator2"
+    with pytest.raises(EdgekitError, match="LegacyCalibration calibration cache cannot be used"):
+        calibrator_for("LegacyCalibration", dla=False)
+
+    # JetPack 5.0.2 ships TensorRT 8.4.1 where the Xavier profile says 8.5.2
+    before, scales_before = minmax.read_bytes(), read_cache(minmax)[2]
+    assert retarget_cache_file(minmax, "8.4.1") == ("TRT-8502-MinMaxCalibration", "TRT-8401-MinMaxCalibration")
+    after = minmax.read_bytes()
+    assert after.split(b"\n", 1)[1] == before.split(b"\n", 1)[1]  # every scale line byte for byte
+    assert read_cache(minmax)[:2] == (8401, "MinMaxCalibration") and read_cache(minmax)[2] == scales_before
+    assert retarget_cache_file(minmax, "8.4.1") is None  # already right: the file is left alone
+    bad = tmp_path / "bad.cache"
+    bad.write_text("calibration v2\ninput: 3c010204\n")
+    with pytest.raises(EdgekitError, match="not a TensorRT calibration cache"):
+        retarget_cache_file(bad, "8.4.1")
+
+
+def test_strongly_typed_int8_model_is_fp16_between_its_qdq_pairs(tiny_report: object, tmp_path: Path) -> None:
+    """TensorRT 11 runs float layers at the ONNX's type: the 11.x INT8 model carries FP16 there (opset 19 scales)."""
+    source = onnx.load(str(tiny_report.output))  # type: ignore[attr-defined]
+    report = qdq_to_fp16(tiny_report.output, tmp_path / "model.int8.qdq.onnx", tolerance=0.2)  # type: ignore[attr-defined]
+    model = onnx.load(str(report.output))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [FP16_QDQ_OPSET]
+    initializers = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) == sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in source.graph.node) > 0
+    assert {initializers[n.input[1]].data_type for n in qdq if n.input[1] in initializers} == {onnx.TensorProto.FLOAT16}
+    float_weights = {i.data_type for i in model.graph.initializer if i.data_type in (1, 10)}
+    assert float_weights == {onnx.TensorProto.FLOAT16}  # no FP32 layer left for TensorRT 11 to run in FP32
+    assert report.argmax_agreement >= 0.8 and report.max_abs_diff < 1e-2
+    assert not list(tmp_path.glob(".*"))  # the opset-19 staging copy is gone
+
+
+def report_cache(report: object) -> str:
+    return str(report.calibration_cache)  # type: ignore[attr-defined]
 
 
 def test_qdq_graph_is_in_tensorrt_form(tiny_report: object) -> None:

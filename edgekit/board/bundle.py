@@ -31,7 +31,7 @@ ONNX_FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "mod
 CALIBRATION_CACHE_FILE = "calibration.cache"
 CHECKPOINT_FILE = "checkpoint.pt"
 ENGINE_FILE = "model.engine"
-TIMING_CACHE_FILE = "timing.cache"
+TIMING_CACHE_PATTERN = "timing.trt{version}.sm{sm}.cache"  # keyed: a timing cache only fits its GPU and release
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 # Graph tensor names and the ONNX metadata keys that carry the preprocessing and classes with an exported model.
@@ -45,6 +45,12 @@ META_IO = "edgekit.io"
 # Model files given alone (not in a bundle), recognised by suffix.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def timing_cache_file(tensorrt_version: str, compute_capability: str) -> str:
+    """'timing.trt8.5.2.sm72.cache': the TensorRT timing cache for one release (major.minor.patch) and GPU."""
+    version = ".".join(tensorrt_version.split(".")[:3])
+    return TIMING_CACHE_PATTERN.format(version=version, sm=compute_capability.replace("sm_", "").replace(".", ""))
 
 
 def sha256_file(path: Path) -> str:

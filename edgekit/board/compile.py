@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from edgekit.board.backends.tensorrt_backend.releases import Release, parse_release, supported_release
 from edgekit.board.bundle import ENGINE_FILE, REPORT_JSON, REPORT_MD, Bundle, BundleWriter, Manifest
 from edgekit.board.report import render_report
 from edgekit.board.targets import Target, parse_target
@@ -51,25 +52,75 @@ def board_command(output: Path) -> str:
     return f"edgekit compile --bundle {output.name}"
 
 
+def trtexec_for(
+    root: Path, manifest: Manifest, release: Release, dla_core: Optional[int], compute_capability: str
+) -> str:
+    """The trtexec line that builds the engine of the bundle in ``root`` on ``release`` (run in the bundle folder).
+
+    trtexec reads ``--calib`` through an IInt8EntropyCalibrator2 (``RndInt8Calibrator`` in
+    samples/common/sampleEngines.cpp, 8.2 to 10.x): a cache under another algorithm's header is ignored and random
+    data calibrated, which the line then says.
+    """
+    from edgekit.board.backends.tensorrt_backend.builder import int8_route, onnx_for, trtexec_command
+    from edgekit.board.backends.tensorrt_backend.cache import DLA_ALGORITHM, cache_header
+
+    profile = manifest.target_profile
+    dla = dla_core is not None
+    onnx_file, _ = onnx_for(release, manifest.precision, manifest.artifacts.onnx, dla, compute_capability)
+    cache = manifest.artifacts.calibration_cache
+    cache = cache if cache and int8_route(release, manifest.precision, dla, compute_capability) == "implicit" else None
+    command = trtexec_command(
+        release,
+        manifest.precision,
+        onnx_file,
+        int(profile.get("workspace_mib") or 1024),
+        calibration_cache=cache,
+        dla_core=dla_core,
+        optimization_level=profile.get("builder_optimization_level"),
+        trtexec="/usr/src/tensorrt/bin/trtexec" if str(profile.get("kind")) == "jetson" else "trtexec",
+    )
+    algorithm = cache_header((root / cache).read_bytes(), cache)[1] if cache else DLA_ALGORITHM
+    if algorithm != DLA_ALGORITHM:
+        command += f"  # trtexec takes only {DLA_ALGORITHM} caches: it would ignore this {algorithm} one"
+    return command
+
+
+def target_compute_capability(manifest: Manifest) -> str:
+    """'7.2' from the recorded profile's gpu.compute_capability (empty where the profile names none)."""
+    return str((manifest.target_profile.get("gpu") or {}).get("compute_capability") or "")
+
+
 def compile_engine(
     root: Path, manifest: Manifest, dla_core: Optional[int] = None, log: Callable[[str], Any] = print
 ) -> Dict[str, Any]:
-    """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry."""
+    """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry.
+
+    The calibration cache's header is rewritten in ``root`` for the installed TensorRT first: the host wrote the
+    profile's release, and a board on another one (JetPack 5.0.2 ships 8.4.1, the profile 8.5.2) would ignore it.
+    """
     from edgekit.board.backends.tensorrt_backend.builder import (
         EngineRequest,
         build_engine,
+        current_gpu,
+        int8_route,
         onnx_for,
-        parse_release,
         tensorrt_version,
     )
+    from edgekit.board.backends.tensorrt_backend.cache import retarget_cache_file
 
     version = tensorrt_version()
     if version is None:
         raise EdgekitError("TensorRT does not import here; install it (JetPack ships it) to compile the bundle")
+    release = supported_release(version)
+    _, capability = current_gpu()
     profile = manifest.target_profile
     precision = manifest.precision
-    onnx_file, _ = onnx_for(parse_release(version), precision, manifest.artifacts.onnx)
+    onnx_file, _ = onnx_for(release, precision, manifest.artifacts.onnx, dla_core is not None, capability)
     cache = manifest.artifacts.calibration_cache
+    if cache and int8_route(release, precision, dla_core is not None, capability) == "implicit":
+        rewritten = retarget_cache_file(root / cache, version)
+        if rewritten:
+            log(f"calibration cache: header {rewritten[0]} rewritten to {rewritten[1]} for the installed TensorRT")
     request = EngineRequest(
         onnx=root / onnx_file,
         precision=precision,
@@ -79,10 +130,12 @@ def compile_engine(
         optimization_level=profile.get("builder_optimization_level"),
     )
     expected = profile.get("software", {}).get("tensorrt")
-    if expected and parse_release(expected) != parse_release(version):
+    if expected and parse_release(expected) != release:
         log(f"note: {profile['name']} lists TensorRT {expected}; building with the installed {version}")
     info = build_engine(request, root / ENGINE_FILE, log=log)
-    return info.to_dict()
+    engine = info.to_dict()
+    engine["trtexec"] = trtexec_for(root, manifest, release, dla_core, capability)
+    return engine
 
 
 def compile_bundle(
@@ -108,6 +161,7 @@ def compile_bundle(
         report = json.loads((bundle.root / REPORT_JSON).read_text())
         report["engine"] = manifest.engine
         report["compile"] = f"engine built on this device ({manifest.engine['gpu']})"
+        report["trtexec"] = manifest.engine["trtexec"]
         writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
         writer.path(REPORT_MD).write_text(render_report(report))
         return writer.commit(manifest)

@@ -15,6 +15,18 @@ def render_report(report: Dict[str, Any]) -> str:
         f"- runtime ONNX (onnxruntime anywhere): `{report['artifacts']['runtime_onnx']}`",
         f"- engine: {report['compile']}",
         "",
+    ]
+    layers = (report.get("engine") or {}).get("layers")
+    if layers:
+        lines += [f"- engine layers ({layers['source']}): {layers['dla']} on the DLA, {layers['gpu']} on the GPU", ""]
+    if report.get("trtexec"):
+        lines += [
+            "The same engine without Python (in the bundle folder on the board; compare its log and speed):",
+            "",
+            f"    {report['trtexec']}",
+            "",
+        ]
+    lines += [
         "## Accuracy",
         "",
     ]

@@ -81,7 +81,8 @@ def profile_tensorrt(backend: Any, batch: np.ndarray, runs: int = 10, top: int =
         def report_layer_time(self, layer_name: str, ms: float) -> None:
             timings[(layer_name, "TensorRT layer")].append(ms * 1e3)
 
-    backend.context.profiler = LayerTimes()
+    context: trt.IExecutionContext = backend.context
+    context.profiler = LayerTimes()
     backend.infer(batch)  # the first profiled execution includes the profiler's own set-up
     timings.clear()
     for _ in range(runs):

@@ -1,16 +1,18 @@
 """Build a TensorRT engine from a bundle's ONNX, with the names valid for each release from 8.2 to 11.x.
 
-One code path serves every release; the API differences are looked up in ``GATED``, a table of the TensorRT
-names that exist only in some releases, and every use of such a name sits behind ``has(release, NAME)``.
-``tests/test_tensorrt_names.py`` parses this module and checks each TensorRT name it touches against the
-per-release binding dump in ``shared/reference/tensorrt-api-by-version.json``, so the table cannot drift.
+One code path serves every release; the names that exist only in some releases sit behind ``has(release, NAME)``
+(see :mod:`.releases`, whose table ``tests/test_tensorrt_names.py`` checks against each release's bindings).
 
 Precision per release (see shared/reference/tensorrt-api.md §4-5):
-- 8.0-8.4: FP16/INT8 builder flags; INT8 from the FP32 ONNX plus the bundle's calibration cache, handed to
+- 8.2-8.4: FP16/INT8 builder flags; INT8 from the FP32 ONNX plus the bundle's calibration cache, handed to
   TensorRT by a calibrator that only reads the cache (no calibration images or CUDA buffers on the board).
 - 8.5-10.x: FP16 flag; INT8 from the Q/DQ ONNX with INT8+FP16 flags (explicit quantization): it carries the
   layers the host build measured and chose for INT8, where a cache would put every layer with a scale in INT8.
+  Two exceptions keep the cache route (implicit INT8): the DLA runs only calibrated INT8 (NVIDIA/TensorRT#2222;
+  from a Q/DQ ONNX every layer would fall back to the GPU), and Pascal (sm_6x) INT8 from Q/DQ is reported failing
+  on 8.6 (NVIDIA/TensorRT#3157, "You need Turing+").
 - 11.x: strongly typed networks only: the precision comes from the ONNX (FP16 ONNX, Q/DQ ONNX), no flags.
+Every build records where each layer runs (the engine inspector), so "DLA" in the manifest is measured.
 Imports tensorrt lazily: this module loads (and is type-checked) where TensorRT is absent.
 """
 
@@ -19,47 +21,24 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type
 
-from edgekit.board.bundle import TIMING_CACHE_FILE
+from edgekit.board.backends.tensorrt_backend.cache import cache_header, calibrator_for, retarget_cache
+from edgekit.board.backends.tensorrt_backend.releases import (
+    EXPLICIT_INT8,
+    STRONGLY_TYPED_ONLY,
+    Release,
+    has,
+    supported_release,
+)
+from edgekit.board.bundle import timing_cache_file
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-Release = Tuple[int, int]
-EXPLICIT_INT8: Release = (8, 5)  # from here INT8 engines come from the Q/DQ ONNX
-
-# TensorRT names this module uses only in some releases: (first release using it, first release not using it).
-# A range may be narrower than the name's availability (EXPLICIT_BATCH exists until 11.0 but is ignored from 10.0).
-GATED: Dict[str, Tuple[Optional[Release], Optional[Release]]] = {
-    "IBuilderConfig.max_workspace_size": (None, (8, 4)),
-    "IBuilderConfig.set_memory_pool_limit": ((8, 4), None),
-    "MemoryPoolType.WORKSPACE": ((8, 4), None),
-    "IBuilderConfig.builder_optimization_level": ((8, 6), None),
-    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": (None, (10, 0)),
-    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": ((11, 0), None),
-    "BuilderFlag.FP16": (None, (11, 0)),
-    "BuilderFlag.INT8": (None, (11, 0)),
-    "Builder.platform_has_fast_int8": (None, (11, 0)),
-    "IInt8EntropyCalibrator2": (None, EXPLICIT_INT8),
-    "IBuilderConfig.int8_calibrator": (None, EXPLICIT_INT8),
-}
 SIDECAR_SUFFIX = ".json"
-
-
-def has(release: Release, *names: str) -> bool:
-    """Whether this module uses the TensorRT names on ``release`` (see ``GATED``)."""
-    return all(
-        (first is None or release >= first) and (until is None or release < until)
-        for first, until in (GATED[name] for name in names)
-    )
-
-
-def parse_release(version: str) -> Release:
-    """'8.2.1.8' -> (8, 2)."""
-    major, minor, *_ = (int(p) for p in [*version.split(".")[:2], "0"])
-    return major, minor
+Log = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -69,7 +48,7 @@ class EngineRequest:
     onnx: Path  # the FP32, FP16 or Q/DQ ONNX (see ``onnx_for``)
     precision: str  # fp32 / fp16 / int8
     workspace_mib: int
-    calibration_cache: Optional[Path] = None  # TensorRT-format cache for INT8 on 8.x
+    calibration_cache: Optional[Path] = None  # TensorRT-format cache for implicit INT8 (see ``int8_route``)
     dla_core: Optional[int] = None
     optimization_level: Optional[int] = None
 
@@ -89,6 +68,8 @@ class EngineInfo:
     optimization_level: Optional[int]
     build_seconds: float
     timing_cache: Optional[str]
+    int8: Optional[Dict[str, Any]]  # route, calibrator class and cache header of an INT8 build
+    layers: Dict[str, Any]  # where each layer runs, from the engine inspector (see ``layer_placement``)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -114,18 +95,33 @@ def current_gpu() -> Tuple[str, str]:
         cuda.close()
 
 
-def onnx_for(release: Release, precision: str, variants: Dict[str, str]) -> Tuple[str, bool]:
+def int8_route(release: Release, precision: str, dla: bool, compute_capability: str) -> Optional[str]:
+    """How an INT8 engine gets its precision on ``release``: 'typed' (11.x, the Q/DQ ONNX's types), 'explicit'
+    (the Q/DQ ONNX with INT8 flags) or 'implicit' (the FP32 ONNX plus the calibration cache); None if not INT8."""
+    if precision != "int8":
+        return None
+    if release >= STRONGLY_TYPED_ONLY:
+        return "typed"
+    pascal = compute_capability.replace("sm_", "").startswith("6")
+    if release < EXPLICIT_INT8 or dla or pascal:
+        return "implicit"
+    return "explicit"
+
+
+def onnx_for(
+    release: Release, precision: str, variants: Dict[str, str], dla: bool = False, compute_capability: str = ""
+) -> Tuple[str, bool]:
     """(bundle ONNX variant to parse, strongly typed?) for a precision on a release; variants: precision -> file."""
-    if release >= (11, 0):
-        wanted = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}[precision]
-        if wanted not in variants:
+    route = int8_route(release, precision, dla, compute_capability)
+    if release >= STRONGLY_TYPED_ONLY:
+        if precision not in variants:
             raise EdgekitError(
                 f"TensorRT {release[0]}.{release[1]} builds only strongly typed networks: {precision.upper()} needs "
-                f"the {wanted} ONNX variant, which this bundle lacks; rebuild it with `edgekit build --precision "
+                f"the {precision} ONNX variant, which this bundle lacks; rebuild it with `edgekit build --precision "
                 f"{precision}`"
             )
-        return variants[wanted], True
-    if precision == "int8" and release >= EXPLICIT_INT8:
+        return variants[precision], True
+    if route == "explicit":
         if "int8" not in variants:
             raise EdgekitError(
                 f"INT8 on TensorRT {release[0]}.{release[1]} uses the Q/DQ ONNX, which this bundle lacks; rebuild it"
@@ -134,16 +130,104 @@ def onnx_for(release: Release, precision: str, variants: Dict[str, str]) -> Tupl
     return variants["fp32"], False
 
 
-def build_engine(request: EngineRequest, engine_path: Path, log: Any = print) -> EngineInfo:
+def trtexec_command(
+    release: Release,
+    precision: str,
+    onnx: str,
+    workspace_mib: int,
+    calibration_cache: Optional[str] = None,
+    dla_core: Optional[int] = None,
+    optimization_level: Optional[int] = None,
+    trtexec: str = "/usr/src/tensorrt/bin/trtexec",
+) -> str:
+    """The trtexec line that builds the engine ``build_engine`` builds on ``release``, to build it without Python.
+
+    Options per release from samples/common/sampleOptions.cpp at the tags: ``--workspace`` (MiB) until 8.4,
+    then ``--memPoolSize=workspace:<MiB>``; ``--builderOptimizationLevel`` from 8.6; no ``--fp16``/``--int8``/
+    ``--calib`` in 11.x, whose networks are strongly typed. ``calibration_cache`` is given for implicit INT8 only.
+    """
+    parts = [trtexec, f"--onnx={onnx}", "--saveEngine=model.engine"]
+    parts.append(f"--memPoolSize=workspace:{workspace_mib}" if release >= (8, 4) else f"--workspace={workspace_mib}")
+    if precision != "fp32" and release < STRONGLY_TYPED_ONLY:
+        parts.append("--fp16")
+        if precision == "int8":
+            parts.append("--int8")
+            if calibration_cache:
+                parts.append(f"--calib={calibration_cache}")
+    if dla_core is not None:
+        parts += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
+    if optimization_level is not None and release >= (8, 6):
+        parts.append(f"--builderOptimizationLevel={optimization_level}")
+    parts += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json"]
+    return " ".join(parts)
+
+
+def timing_cache_seed(path: Path, log: Log) -> bytes:
+    """The timing cache a build starts from: the one this GPU and TensorRT wrote before (``path`` is keyed by both),
+    else empty."""
+    if path.is_file():
+        log(f"timing cache: reusing {path.name}")
+        return path.read_bytes()
+    log(f"timing cache: none for this GPU and TensorRT yet ({path.name}); the build starts from an empty one")
+    return b""
+
+
+def install_timing_cache(install: Callable[[bytes], Optional[str]], seed: bytes, name: str, log: Log) -> bool:
+    """Hand TensorRT ``seed`` through ``install`` (None when accepted, else why not); if refused, an empty cache.
+
+    ``set_timing_cache(cache, ignore_mismatch=False)`` returns False for a cache another GPU or TensorRT wrote,
+    and the build must not go on without one: ``get_timing_cache()`` is then None after a multi-minute build.
+    Returns whether the seed was taken.
+    """
+    refused = install(seed)
+    if refused is None:
+        return True
+    log(f"timing cache: TensorRT refused {name} ({refused}); building with an empty timing cache instead")
+    refused_empty = install(b"")
+    if refused_empty is not None:
+        raise EdgekitError(f"TensorRT refused even an empty timing cache ({refused_empty}); see its log above")
+    return False
+
+
+def serialized_timing_cache(cache: "Optional[trt.ITimingCache]", log: Log) -> Optional[bytes]:
+    """The timing cache to write after a build, or None (said in the log) where TensorRT hands none back."""
+    if cache is None:
+        log("timing cache: TensorRT returned none after the build; no timing cache is written")
+        return None
+    return bytes(cache.serialize())
+
+
+def layer_placement(engine_information: str, dla: bool) -> Dict[str, Any]:
+    """Where each layer of an engine runs, from the engine inspector's JSON (``LayerInformationFormat.JSON``).
+
+    A DLA subgraph appears as one ``{ForeignNode[first...last]}`` layer between ``to nvm``/``from nvm`` copies
+    (NVIDIA/TensorRT#3143); in a DLA build such layers, and any whose type names the DLA, run on the DLA.
+    """
+    layers = json.loads(engine_information).get("Layers", [])
+    placed = []
+    for layer in layers:
+        name = layer if isinstance(layer, str) else str(layer.get("Name", ""))
+        kind = "" if isinstance(layer, str) else str(layer.get("LayerType", ""))
+        on_dla = dla and (name.startswith("{ForeignNode[") or "DLA" in kind.upper())
+        placed.append({"name": name, "type": kind, "device": "DLA" if on_dla else "GPU"})
+    return {
+        "source": "TensorRT engine inspector (ProfilingVerbosity.DETAILED)",
+        "dla": sum(1 for layer in placed if layer["device"] == "DLA"),
+        "gpu": sum(1 for layer in placed if layer["device"] == "GPU"),
+        "per_layer": placed,
+    }
+
+
+def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) -> EngineInfo:
     """Parse, configure and build; write the engine, its sidecar and the timing cache atomically beside it."""
     import tensorrt as trt
 
     version = str(trt.__version__)
-    release = parse_release(version)
+    release = supported_release(version)
     started = time.perf_counter()
+    gpu, capability = current_gpu()
     logger: trt.Logger = trt.Logger()
     builder: trt.Builder = trt.Builder(logger)
-    onnx_strongly_typed = release >= (11, 0)
     flags = 0
     if has(release, "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -163,78 +247,145 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Any = print) ->
         config.max_workspace_size = workspace  # type: ignore[attr-defined]  # removed in 10.0
     if request.optimization_level is not None and has(release, "IBuilderConfig.builder_optimization_level"):
         config.builder_optimization_level = request.optimization_level
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    _set_precision(builder, config, request, release, log)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # 8.2+ (supported_release)
+    int8, calibrator = _set_precision(builder, config, request, release, version, capability, log)
     if request.dla_core is not None:
         _use_dla(builder, config, request.dla_core, request.precision)
 
-    timing_path = engine_path.with_name(TIMING_CACHE_FILE)
-    timing: trt.ITimingCache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    timing_name = timing_cache_file(version, capability)
+    timing_path = engine_path.with_name(timing_name)
+
+    def install(blob: bytes) -> Optional[str]:
+        timing: Optional[trt.ITimingCache] = config.create_timing_cache(blob)
+        if timing is None:
+            return "create_timing_cache returned None"
+        return None if config.set_timing_cache(timing, ignore_mismatch=False) else "set_timing_cache returned False"
+
+    install_timing_cache(install, timing_cache_seed(timing_path, log), timing_name, log)
 
     log(f"building the TensorRT {version} engine ({request.precision}, {request.onnx.name}); this takes minutes")
     plan: Optional[trt.IHostMemory] = builder.build_serialized_network(network, config)
+    if calibrator is not None and calibrator.rejected:
+        raise EdgekitError(
+            f"TensorRT {version} rejected the calibration cache {(int8 or {}).get('cache_header')} (cache rejected: "
+            "it asked for calibration images); rebuild the bundle with `edgekit build` for this TensorRT"
+        )
     if plan is None:
         raise EdgekitError(f"TensorRT {version} failed to build an engine from {request.onnx.name}; see its log above")
-    gpu, capability = current_gpu()
+    layers = _inspect(logger, plan, request.dla_core)
+    if request.dla_core is not None and not layers["dla"]:
+        log(f"warning: no layer of this engine runs on DLA core {request.dla_core}; all {layers['gpu']} run on the GPU")
+    saved_timing = serialized_timing_cache(config.get_timing_cache(), log)
     info = EngineInfo(
         tensorrt_version=version,
         gpu=gpu,
         compute_capability=capability,
         precision=request.precision,
         onnx=request.onnx.name,
-        strongly_typed=onnx_strongly_typed,
+        strongly_typed=release >= STRONGLY_TYPED_ONLY,
         dla_core=request.dla_core,
         workspace_mib=request.workspace_mib,
         optimization_level=request.optimization_level,
         build_seconds=round(time.perf_counter() - started, 1),
-        timing_cache=timing_path.name,
+        timing_cache=timing_name if saved_timing is not None else None,
+        int8=int8,
+        layers=layers,
     )
-    timing_out: trt.ITimingCache = config.get_timing_cache()
-    serialized_cache: trt.IHostMemory = timing_out.serialize()
-    _write_atomic(timing_path, bytes(serialized_cache))
+    if saved_timing is not None:
+        _write_atomic(timing_path, saved_timing)
     _write_atomic(engine_path, bytes(plan))
     _write_atomic(sidecar_path(engine_path), (json.dumps(info.to_dict(), indent=2) + "\n").encode())
     return info
 
 
-def _set_precision(
-    builder: "trt.Builder", config: "trt.IBuilderConfig", request: EngineRequest, release: Release, log: Any
-) -> None:
-    """Builder flags (8.x-10.x) and the 8.x calibration cache; nothing on 11.x, where the ONNX carries the types."""
+def _inspect(logger: "trt.Logger", plan: "trt.IHostMemory", dla_core: Optional[int]) -> Dict[str, Any]:
+    """Per-layer placement of the built engine, read back through the engine inspector (8.2+)."""
     import tensorrt as trt
 
-    if request.precision == "fp32" or release >= (11, 0):
-        return
-    if has(release, "BuilderFlag.FP16"):
-        config.set_flag(trt.BuilderFlag.FP16)  # also for INT8: layers without INT8 kernels run in FP16
+    runtime: trt.Runtime = trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    engine: Optional[trt.ICudaEngine] = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise EdgekitError("TensorRT built an engine it cannot deserialize; see its log above")
+    inspector: trt.EngineInspector = engine.create_engine_inspector()
+    return layer_placement(str(inspector.get_engine_information(trt.LayerInformationFormat.JSON)), dla_core is not None)
+
+
+def _set_precision(
+    builder: "trt.Builder",
+    config: "trt.IBuilderConfig",
+    request: EngineRequest,
+    release: Release,
+    version: str,
+    compute_capability: str,
+    log: Log,
+) -> Tuple[Optional[Dict[str, Any]], Any]:
+    """Builder flags (8.x-10.x) and, for implicit INT8, the cache calibrator; nothing on 11.x, where the ONNX
+    carries the types. Returns (the INT8 record for the sidecar, the calibrator to check after the build)."""
+    import tensorrt as trt
+
+    route = int8_route(release, request.precision, request.dla_core is not None, compute_capability)
+    int8 = {"route": route} if route else None
+    if request.precision == "fp32" or not has(release, "BuilderFlag.FP16"):
+        return int8, None
+    config.set_flag(trt.BuilderFlag.FP16)  # also for INT8: layers without INT8 kernels run in FP16
     if request.precision != "int8" or not has(release, "BuilderFlag.INT8"):
-        return
+        return int8, None
     if has(release, "Builder.platform_has_fast_int8") and not builder.platform_has_fast_int8:
         raise EdgekitError("this GPU has no fast INT8 (platform_has_fast_int8 is False); build the bundle for FP16")
     config.set_flag(trt.BuilderFlag.INT8)
-    if has(release, "IBuilderConfig.int8_calibrator"):
-        if request.calibration_cache is None:
-            raise EdgekitError("INT8 before TensorRT 8.5 needs the bundle's calibration cache, which is missing")
-        log(f"INT8 scales from {request.calibration_cache.name} (no calibration pass on the device)")
-        config.int8_calibrator = _cache_calibrator(request.calibration_cache.read_bytes(), release)
+    if route != "implicit" or not has(release, "IBuilderConfig.int8_calibrator"):
+        return int8, None
+    if request.calibration_cache is None:
+        raise EdgekitError(
+            f"implicit INT8 on TensorRT {version} needs the bundle's calibration cache, which is missing"
+        )
+    data = request.calibration_cache.read_bytes()
+    _, algorithm = cache_header(data, request.calibration_cache.name)
+    class_name, header_algorithm, why = calibrator_for(algorithm, request.dla_core is not None)
+    if why:
+        log(f"calibration: {why}")
+    data = retarget_cache(data, version, header_algorithm, request.calibration_cache.name)
+    header = data.split(b"\n", 1)[0].decode()
+    log(f"INT8 scales from {request.calibration_cache.name} ({header}, {class_name}; no calibration pass here)")
+    calibrator = _cache_calibrator(data, class_name, release, log)
+    config.int8_calibrator = calibrator
+    return {"route": route, "calibrator": class_name, "cache_header": header}, calibrator
 
 
-def _cache_calibrator(cache: bytes, release: Release) -> Any:
-    """An IInt8EntropyCalibrator2 that hands TensorRT the host-computed cache and never asks for images."""
-    if not has(release, "IInt8EntropyCalibrator2"):
-        raise EdgekitError(f"TensorRT {release} has no implicit calibrators; use the Q/DQ ONNX")
+def _cache_calibrator(cache: bytes, class_name: str, release: Release, log: Log) -> Any:
+    """A calibrator of ``class_name`` that hands TensorRT the host-computed cache and never has images to give.
+
+    TensorRT asks for a batch only when it rejected the cache (wrong header or algorithm). ``get_batch`` is
+    ``noexcept`` in the bindings (pyInt8.cpp): a Python exception there aborts the process, so the rejection is
+    recorded and logged there, and ``build_engine`` raises it once TensorRT returns.
+    """
+    if not has(
+        release, "IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator"
+    ):
+        raise EdgekitError(f"TensorRT {release[0]}.{release[1]} has no implicit calibrators; use the Q/DQ ONNX")
     import tensorrt as trt
 
-    class CacheCalibrator(trt.IInt8EntropyCalibrator2):
+    classes = {
+        "IInt8EntropyCalibrator2": trt.IInt8EntropyCalibrator2,
+        "IInt8EntropyCalibrator": trt.IInt8EntropyCalibrator,
+        "IInt8MinMaxCalibrator": trt.IInt8MinMaxCalibrator,
+    }
+    base: Type[trt.IInt8Calibrator] = classes[class_name]
+
+    class CacheCalibrator(base):  # type: ignore[valid-type,misc]  # pyright: ignore[reportGeneralTypeIssues]
         def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)  # required, or the binding segfaults
+            base.__init__(self)  # required, or the binding segfaults
+            self.rejected = False
 
         def get_batch_size(self) -> int:
             return 1
 
         def get_batch(self, names: List[str]) -> List[int]:
-            return []  # no data: the cache covers every tensor
+            self.rejected = True
+            log(f"calibration cache rejected by TensorRT {release[0]}.{release[1]}: it asks for images, there are none")
+            return []  # ends calibration; build_engine raises
 
         def read_calibration_cache(self) -> bytes:
             return cache
@@ -246,7 +397,7 @@ def _cache_calibrator(cache: bytes, release: Release) -> Any:
 
 
 def _use_dla(builder: "trt.Builder", config: "trt.IBuilderConfig", core: int, precision: str) -> None:
-    """Run what the DLA supports on core ``core`` and the rest on the GPU."""
+    """Run what the DLA supports on core ``core`` and the rest on the GPU (where each layer runs is recorded)."""
     import tensorrt as trt
 
     if precision == "fp32":
@@ -260,6 +411,20 @@ def _use_dla(builder: "trt.Builder", config: "trt.IBuilderConfig", core: int, pr
 
 def sidecar_path(engine_path: Path) -> Path:
     return engine_path.with_name(engine_path.name + SIDECAR_SUFFIX)
+
+
+def read_sidecar(engine_path: Path) -> Optional[Dict[str, Any]]:
+    """The sidecar ``build_engine`` wrote beside an engine (what it was built for), or None where there is none."""
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EdgekitError(f"{path} is corrupt ({exc}); rebuild the engine with `edgekit compile`") from exc
+    if not isinstance(data, dict):
+        raise EdgekitError(f"{path} is not an engine sidecar; rebuild the engine with `edgekit compile`")
+    return data
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

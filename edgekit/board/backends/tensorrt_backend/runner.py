@@ -11,12 +11,16 @@ import ctypes
 import importlib
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from edgekit.board.backends.base import Backend, OutputKind
+from edgekit.board.backends.tensorrt_backend.releases import has, supported_release
 from edgekit.errors import EdgekitError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +178,7 @@ def _version_key(version: str) -> Tuple[str, ...]:
 
 def _sm(compute_capability: str) -> str:
     """'8.7', 'sm_87' and '87' all name the same GPU generation."""
-    return compute_capability.removeprefix("sm_").replace(".", "")
+    return compute_capability.replace("sm_", "").replace(".", "")
 
 
 def check_engine_compatibility(
@@ -217,6 +221,26 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
     return np.dtype(NUMPY_DTYPES[name])
 
 
+def _sidecar_of(engine_path: Path) -> Optional[Dict[str, Any]]:
+    """What an engine file given alone was built for, from its sidecar; without one the check cannot run (said)."""
+    from edgekit.board.backends.tensorrt_backend.builder import read_sidecar, sidecar_path
+
+    built_for = read_sidecar(engine_path)
+    if built_for is None:
+        log.warning(
+            "%s has no sidecar %s (not built by edgekit): its GPU and TensorRT version cannot be checked before "
+            "deserialising",
+            engine_path,
+            sidecar_path(engine_path).name,
+        )
+    return built_for
+
+
+def _dims(dims: Any) -> Tuple[int, ...]:
+    """A TensorRT Dims (or profile shape) as a tuple of ints."""
+    return tuple(int(d) for d in dims)
+
+
 class TensorRTBackend(Backend):
     """A serialized TensorRT engine with pinned host buffers and async copies on one stream."""
 
@@ -229,7 +253,8 @@ class TensorRTBackend(Backend):
         cuda_binding: str = "auto",
         output_kind: Optional[OutputKind] = None,
     ) -> None:
-        """``built_for`` is the bundle manifest's ``engine`` entry (tensorrt_version, gpu, compute_capability)."""
+        """``built_for`` is the bundle manifest's ``engine`` entry (tensorrt_version, gpu, compute_capability);
+        for an engine file given alone it is read from the sidecar ``build_engine`` wrote beside it."""
         reason = tensorrt_unavailable_reason()
         if reason:
             raise EdgekitError(f"the TensorRT backend cannot run here: {reason}; use --backend onnxruntime")
@@ -239,6 +264,8 @@ class TensorRTBackend(Backend):
         self.engine_path = Path(engine_path)
         if not self.engine_path.is_file():
             raise EdgekitError(f"TensorRT engine not found: {self.engine_path}")
+        if built_for is None:
+            built_for = _sidecar_of(self.engine_path)
         self.cuda = _open_cuda(cuda_binding)
         try:
             self._load(built_for, output_kind)
@@ -246,47 +273,56 @@ class TensorRTBackend(Backend):
             self.cuda.leave()
 
     def _load(self, built_for: Optional[Dict[str, Any]], output_kind: Optional[OutputKind]) -> None:
-        trt = self.trt
+        import tensorrt as trt
+
+        self.release = supported_release(trt.__version__)
         self.gpu_name, self.compute_capability = self.cuda.gpu()
         check_engine_compatibility(self.engine_path, built_for, trt.__version__, self.gpu_name, self.compute_capability)
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
+        runtime: trt.Runtime = trt.Runtime(self.logger)
         dla_core = (built_for or {}).get("dla_core")
         if dla_core is not None:  # a DLA engine deserializes onto the core it was built for
-            self.runtime.DLA_core = int(dla_core)
-        self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
-        if self.engine is None:
+            runtime.DLA_core = int(dla_core)
+        engine: Optional[trt.ICudaEngine] = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if engine is None:
             raise EdgekitError(
                 f"TensorRT {trt.__version__} could not deserialize {self.engine_path} on {self.gpu_name}: it was "
                 f"built for another GPU or TensorRT version, or is corrupt; run `edgekit compile` on this machine"
             )
-        self.context = self.engine.create_execution_context()
-        self.named_io = hasattr(self.engine, "num_io_tensors") and hasattr(self.context, "execute_async_v3")
+        context: trt.IExecutionContext = engine.create_execution_context()
+        self.runtime = runtime
+        self.engine: Any = engine  # None after close()
+        self.context: Any = context
+        self.named_io = has(self.release, "IExecutionContext.execute_async_v3")
         self._allocate()
         self.output_kind = output_kind or ("logits" if self.output_host.dtype.kind == "f" else "classmap")
 
     def _io(self) -> List[Tuple[str, bool, Tuple[int, ...], np.dtype]]:
         """(name, is_input, shape, dtype) of every engine I/O tensor, through whichever API this TensorRT has."""
-        trt, engine, context = self.trt, self.engine, self.context
+        import tensorrt as trt
+
+        release = self.release
+        engine: trt.ICudaEngine = self.engine
+        context: trt.IExecutionContext = self.context
         io = []
-        if self.named_io:
+        if has(release, "ICudaEngine.num_io_tensors"):
             for index in range(engine.num_io_tensors):
-                name = engine.get_tensor_name(index)
+                name: str = engine.get_tensor_name(index)
                 is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-                if is_input and -1 in tuple(engine.get_tensor_shape(name)):
+                if is_input and -1 in _dims(engine.get_tensor_shape(name)):
                     opt_shape = engine.get_tensor_profile_shape(name, 0)[1]
-                    context.set_input_shape(name, tuple(opt_shape))
-                shape = tuple(context.get_tensor_shape(name))
+                    context.set_input_shape(name, _dims(opt_shape))
+                shape = _dims(context.get_tensor_shape(name))
                 io.append((name, is_input, shape, numpy_dtype(engine.get_tensor_dtype(name))))
-        else:
-            for index in range(engine.num_bindings):
-                is_input = engine.binding_is_input(index)
-                if is_input and -1 in tuple(engine.get_binding_shape(index)):
-                    opt_shape = engine.get_profile_shape(0, index)[1]
-                    context.set_binding_shape(index, tuple(opt_shape))
-                shape = tuple(context.get_binding_shape(index))
-                dtype = numpy_dtype(engine.get_binding_dtype(index))
-                io.append((engine.get_binding_name(index), is_input, shape, dtype))
+        else:  # before 8.5: binding indices (gone from the 10.x stubs mypy reads, hence the ignores)
+            for index in range(engine.num_bindings):  # type: ignore[attr-defined]
+                is_input = bool(engine.binding_is_input(index))  # type: ignore[attr-defined]
+                if is_input and -1 in _dims(engine.get_binding_shape(index)):  # type: ignore[attr-defined]
+                    opt_shape = engine.get_profile_shape(0, index)[1]  # type: ignore[attr-defined]
+                    context.set_binding_shape(index, _dims(opt_shape))  # type: ignore[attr-defined]
+                shape = _dims(context.get_binding_shape(index))  # type: ignore[attr-defined]
+                dtype = numpy_dtype(engine.get_binding_dtype(index))  # type: ignore[attr-defined]
+                io.append((engine.get_binding_name(index), is_input, shape, dtype))  # type: ignore[attr-defined]
         return io
 
     def _allocate(self) -> None:
@@ -297,12 +333,13 @@ class TensorRTBackend(Backend):
             raise EdgekitError(f"{self.engine_path}: expected one input and an output, found {[t[0] for t in io]}")
         self.device_buffers = []
         self.bindings: List[int] = []
+        context: trt.IExecutionContext = self.context
         for name, _, shape, dtype in io:
             buffer = self.cuda.alloc(int(np.prod(shape)) * dtype.itemsize)
             self.device_buffers.append(buffer)
             self.bindings.append(int(buffer))
-            if self.named_io:
-                self.context.set_tensor_address(name, int(buffer))
+            if has(self.release, "IExecutionContext.set_tensor_address"):
+                context.set_tensor_address(name, int(buffer))
         in_name, _, in_shape, in_dtype = inputs[0]
         out_name, _, out_shape, out_dtype = outputs[0]
         self.input_name, self.output_name = in_name, out_name
@@ -320,10 +357,14 @@ class TensorRTBackend(Backend):
         try:
             np.copyto(self.input_host, batch, casting="same_kind")
             self.cuda.h2d(self.input_device, self.input_host)
-            if self.named_io:
-                ok = self.context.execute_async_v3(stream_handle=self.cuda.stream_handle)
-            else:
-                ok = self.context.execute_async_v2(bindings=self.bindings, stream_handle=self.cuda.stream_handle)
+            context: trt.IExecutionContext = self.context
+            ok: bool
+            if has(self.release, "IExecutionContext.execute_async_v3"):
+                ok = context.execute_async_v3(stream_handle=self.cuda.stream_handle)
+            else:  # before 8.5
+                ok = context.execute_async_v2(  # type: ignore[attr-defined]  # removed in 10.0
+                    bindings=self.bindings, stream_handle=self.cuda.stream_handle
+                )
             if not ok:
                 raise EdgekitError(f"TensorRT failed to run {self.engine_path} (see the TensorRT log above)")
             self.cuda.d2h(self.output_host, self.output_device)
