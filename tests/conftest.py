@@ -24,7 +24,7 @@ def write_frames() -> Any:
     """Writes ``count`` synthetic street scenes as PNG files into a folder: to edgekit, a folder of real photos."""
     import cv2
 
-    from edgekit.data.synthetic import generate_scene
+    from edgekit.board.synthetic import generate_scene
 
     def write(folder: Path, count: int, size: tuple[int, int] = (96, 48)) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)

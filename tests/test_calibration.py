@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
-from edgekit.board.synthetic import generate_scene
 from edgekit.calibration import load_calibration
 from edgekit.errors import EdgekitError
 from edgekit.quant.holdout import plan_holdout
