@@ -89,7 +89,6 @@ def plan_holdout(
         why = f"the hold-out named in calibration definition {calibration.name}, scored on every pixel"
         return HoldoutPlan("definition", why, everything, [fold])
     count = len(calibration)
-    inputs = list(calibration.inputs(input_dtype))
     if calibration.synthetic or count < 2:
         why = (
             "the calibration set is synthetic, so is the hold-out (scored on every pixel)"
@@ -105,7 +104,7 @@ def plan_holdout(
             f"sorted order) held out and never calibrated on; the model is calibrated on the other {len(rest)}"
             f"; {CONFIDENT_PIXELS}"
         )
-        fold = HoldoutFold([inputs[i] for i in held], [calibration.sources[i] for i in held], None, True)
+        fold = _fold(calibration.subset(held), input_dtype, None)
         return HoldoutPlan("split", reason, [rest], [fold])
     folds = min(count, MAX_FOLDS)
     parts = [list(range(start, count, folds)) for start in range(folds)]
@@ -118,16 +117,18 @@ def plan_holdout(
         "cross-validated",
         reason,
         parts,
-        [
-            HoldoutFold([inputs[i] for i in part], [calibration.sources[i] for i in part], index, True)
-            for index, part in enumerate(parts)
-        ],
+        [_fold(calibration.subset(part), input_dtype, index) for index, part in enumerate(parts)],
     )
 
 
 def _evenly_spaced_interior(count: int, wanted: int) -> list[int]:
     """``wanted`` distinct indices of ``range(count)`` spread evenly, not crowding either end."""
     return sorted({int(i) for i in np.linspace(0, count - 1, wanted + 2)[1:-1].round()})
+
+
+def _fold(images: CalibrationSet, input_dtype: str, uncalibrated_part: int | None) -> HoldoutFold:
+    """Calibration images held out: scored on the pixels where FP32 is confident (see the module docstring)."""
+    return HoldoutFold(list(images.inputs(input_dtype)), images.sources, uncalibrated_part, confident_only=True)
 
 
 def _synthetic_fold(calibration: CalibrationSet, input_dtype: str) -> HoldoutFold:
