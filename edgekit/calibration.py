@@ -13,6 +13,8 @@ YAML keys::
     glob: /data/city/**/*_leftImg8bit.png
     count: 32                           # optional cap (evenly spaced over the sorted files)
     holdout: {synthetic: {count: 4, seed: 1000}}   # optional calibration-free images for the accuracy report
+                                        # (without it, quantize holds out some of the images themselves:
+                                        # edgekit.quant.holdout)
 """
 
 from __future__ import annotations
@@ -44,9 +46,20 @@ class CalibrationSet:
     sources: list[str]
     preprocessing: Preprocessing
     holdout: CalibrationSet | None = field(default=None, repr=False)
+    synthetic: bool = False  # rendered scenes, not photos: a hold-out drawn from them says little about real input
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def subset(self, indices: list[int]) -> CalibrationSet:
+        """The frames at ``indices`` (in that order), without the hold-out definition."""
+        return CalibrationSet(
+            name=self.name,
+            frames=[self.frames[i] for i in indices],
+            sources=[self.sources[i] for i in indices],
+            preprocessing=self.preprocessing,
+            synthetic=self.synthetic,
+        )
 
     def inputs(self, input_dtype: str = "float32") -> Iterator[np.ndarray]:
         """1x3xHxW network inputs: float32 normalised, or uint8 for a model that normalises in-graph."""
@@ -125,7 +138,14 @@ def _from_definition(
     holdout = None
     if "holdout" in definition:
         holdout = _from_definition(definition["holdout"], base, preprocessing, None, f"{name} (holdout)")
-    return CalibrationSet(name=name, frames=frames, sources=labels, preprocessing=preprocessing, holdout=holdout)
+    return CalibrationSet(
+        name=name,
+        frames=frames,
+        sources=labels,
+        preprocessing=preprocessing,
+        holdout=holdout,
+        synthetic="synthetic" in definition,
+    )
 
 
 def load_calibration(spec: Path | str, preprocessing: Preprocessing, count: int | None = None) -> CalibrationSet:

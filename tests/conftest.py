@@ -49,6 +49,23 @@ def fill_up(folder: Path) -> None:
             pass
 
 
+@pytest.fixture
+def write_frames() -> Any:
+    """Writes ``count`` synthetic street scenes as PNG files into a folder: to edgekit, a folder of real photos."""
+    import cv2
+
+    from edgekit.board.synthetic import generate_scene
+
+    def write(folder: Path, count: int, size: tuple[int, int] = (96, 48)) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"frame{seed:02d}.png" for seed in range(count)]
+        for seed, path in enumerate(paths):
+            cv2.imwrite(str(path), generate_scene(seed, size)[0])
+        return paths
+
+    return write
+
+
 # --- tiny ESPNet bundles for the runner, backend, source and sink tests (exported here, no build needed) ---
 TINY_SIZE = (128, 64)  # (width, height): small enough that a frame infers in milliseconds on one CPU core
 

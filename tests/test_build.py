@@ -12,6 +12,8 @@ import pytest
 
 from edgekit.board.bundle import Bundle
 from edgekit.board.classes import cityscapes_classes
+from edgekit.board.preprocess import ESPNET_CITYSCAPES
+from edgekit.build import real_data_source, synthetic_calibration_warning
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
@@ -109,3 +111,34 @@ def test_compile_here_says_what_is_missing(nano_bundle: tuple[Path, str], capsys
         pytest.skip("TensorRT is installed here; tests/test_tensorrt_build.py builds real engines")
     assert main(["compile", "--bundle", str(nano_bundle[0])]) == 2
     assert "tensorrt does not import" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_official_weights_without_calib_say_the_calibration_is_synthetic(shared: Path, tmp_path: Path) -> None:
+    """Real-data weights meet the synthetic default set: report.md says what it cost and how to pass --calib."""
+    out = tmp_path / "official"
+    weights = shared / "weights/espnet/espnet_p_2_q_8.pth"
+    argv = ["build", "--target", "jetson-xavier-nx", "--weights", str(weights), "--input-size", "64x32"]
+    assert main([*argv, "--calib-count", "2", "--eval-scenes", "1", "--no-compile", "-o", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    int8 = report["metrics"]["int8"]
+    warning = int8["calibration_warning"]
+    assert "synthetic street scenes" in warning and "espnet_p_2_q_8.pth" in warning and "--calib DIR" in warning
+    assert f"{int8['int8_mac_share']:.1%} of conv MACs stay in INT8" in warning
+    markdown = (out / "report.md").read_text()
+    assert f"**Calibration:** {warning}." in markdown
+    assert f"Hold-out ({int8['holdout_scheme']}): " in markdown and int8["holdout_scheme"] == "definition"
+    assert real_data_source(Checkpoint.load(out / "checkpoint.pt")) is not None
+
+
+def test_calibration_warning_only_for_real_data_weights_without_calib() -> None:
+    quantized = {"int8_mac_share": 0.5, "pixel_agreement": 0.97}
+    trained = Checkpoint(
+        "espnet", {}, cityscapes_classes(), ESPNET_CITYSCAPES, {}, meta={"trained_with": {"data": "/c"}}
+    )
+    assert "weights trained on /c" in (synthetic_calibration_warning(trained, None, quantized) or "")
+    assert synthetic_calibration_warning(trained, "frames/", quantized) is None
+    synthetic = Checkpoint(
+        "espnet", {}, cityscapes_classes(), ESPNET_CITYSCAPES, {}, meta={"trained_with": {"data": None}}
+    )
+    assert synthetic_calibration_warning(synthetic, None, quantized) is None

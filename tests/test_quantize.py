@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -27,7 +28,15 @@ from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.export import export_onnx, ort_session, read_metadata
 from edgekit.quant.fold import fold_batchnorm
-from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16, quantize_int8
+from edgekit.quantize import (
+    CLASS_IOU_FLOOR,
+    FP16_QDQ_OPSET,
+    _class_iou,
+    _confident,
+    _confusion,
+    qdq_to_fp16,
+    quantize_int8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +230,51 @@ def test_cli_quantize_and_bare_onnx(tiny_onnx: Path, tmp_path: Path) -> None:
     onnx.save(stripped, str(bare))
     assert main(["quantize", "--onnx", str(bare), "--calib", "default", "-o", str(tmp_path / "b.onnx")]) == 2
     assert main(["quantize", "--onnx", str(tiny_onnx), "--calib", str(tmp_path / "empty"), "-o", str(output)]) == 2
+
+
+def test_default_holdout_is_drawn_from_real_calibration_images(
+    tiny_onnx: Path, tmp_path: Path, write_frames: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --holdout and a folder of photos: every photo is scored on ranges of the other folds, and it says so."""
+    photos = write_frames(tmp_path / "photos", 5, size=(256, 128))
+    output, summary = tmp_path / "cv.int8.onnx", tmp_path / "cv.json"
+    args = ["quantize", "--onnx", str(tiny_onnx), "--calib", str(photos[0].parent), "--max-drop", "0.5"]
+    assert main([*args, "-o", str(output), "--json", str(summary)]) == 0
+    said = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "hold-out (cross-validated): 4-fold cross-validation over the 5 calibration images" in said
+    report = json.loads(summary.read_text())
+    assert report["holdout_scheme"] == "cross-validated" and report["calibration_images"] == 5
+    # the random tiny network is confident nowhere: said, and scored on every pixel rather than on none
+    assert any("scored on every pixel" in note for note in report["notes"])
+    assert report["pixel_agreement_per_image"] == report["pixel_agreement_all_pixels"]
+    assert sorted(report["holdout"]) == sorted(str(p) for p in photos)
+    assert len(report["pixel_agreement_per_image"]) == len(report["pixel_agreement_all_pixels"]) == 5
+    assert report["pixel_agreement"] == min(report["pixel_agreement_per_image"]) >= 0.5
+    names = read_metadata(tiny_onnx).classes.names
+    assert report["class_iou_vs_fp32"] and set(report["class_iou_vs_fp32"]) <= set(names)
+    assert all(0 <= v <= 1 for v in report["class_iou_vs_fp32"].values())
+    assert all(report["class_iou_vs_fp32"][c] < report["class_iou_floor"] for c in report["classes_below_iou_floor"])
+
+
+def test_confident_pixels_are_those_fp32_gives_at_least_the_threshold() -> None:
+    logits = np.zeros((1, 3, 1, 3), np.float32)
+    logits[0, 0, 0, 0] = 10.0  # p(top) ~ 1
+    logits[0, 1, 0, 1] = np.log(0.9 / 0.05)  # p(top) = 0.9 exactly against two classes of 0.05
+    logits[0, 1, 0, 1] += 1e-3
+    assert _confident(logits).tolist() == [[[True, True, False]]]  # the last pixel: a three-way tie
+
+
+def test_class_iou_against_fp32_flags_a_lost_class_not_a_tiny_one() -> None:
+    fp32 = np.zeros((1, 100, 100), np.int64)
+    fp32[:, :50] = 1
+    fp32[:, 50:60] = 2
+    fp32[0, 99, 99] = 3
+    int8 = np.where(fp32 == 2, 1, fp32)  # INT8 loses every "person" pixel (mmdeploy#637: masks come out empty)
+    int8[0, 99, 99] = 0  # and the single "pole" pixel: too few pixels to judge
+    result = _class_iou(_confusion([int8], [fp32], 4), ["road", "car", "person", "pole"])
+    assert result.below_floor == ["person"]
+    assert result.iou["person"] == result.iou["pole"] == 0.0
+    assert result.iou["car"] == pytest.approx(5000 / 6000, abs=1e-4) and result.iou["car"] >= CLASS_IOU_FLOOR
 
 
 @pytest.mark.slow

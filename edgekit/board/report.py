@@ -46,6 +46,15 @@ def render_report(report: Dict[str, Any]) -> str:
             f"{int8['pixel_agreement']:.2%}; budget of {int8['max_drop']} changed pixels {budget}. "
             f"Calibration cache: `{report['artifacts']['calibration_cache']}` (TensorRT {int8['trt_version']} header).",
         ]
+        if "holdout_scheme" in int8:  # bundles built before the hold-out was reported lack it
+            lines += ["", f"Hold-out ({int8['holdout_scheme']}): {int8['holdout_reason']}."]
+        if int8.get("classes_below_iou_floor"):
+            lost = ", ".join(
+                "{} {:.2f}".format(name, int8["class_iou_vs_fp32"][name]) for name in int8["classes_below_iou_floor"]
+            )
+            lines += ["", f"**Classes INT8 loses** (IoU against FP32 below {int8['class_iou_floor']}): {lost}."]
+        if int8.get("calibration_warning"):
+            lines += ["", f"**Calibration:** {int8['calibration_warning']}."]
     source = report["metrics"].get("model_source", {})
     if "best_val_miou" in source:
         lines += ["", f"Trained on {source['trained_on']} (val mIoU {source['best_val_miou']:.4f})."]

@@ -36,7 +36,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-mixed", action="store_true", help="quantize every conv; only report the agreement")
     parser.add_argument("--count", type=int, help="use at most this many calibration images")
-    parser.add_argument("--holdout", metavar="DIR_OR_YAML", help="calibration-free images for the agreement report")
+    parser.add_argument(
+        "--holdout",
+        metavar="DIR_OR_YAML",
+        help="calibration-free images scoring INT8 against FP32 (default: drawn from --calib's real images, a "
+        "quarter held out or cross-validated; synthetic scenes for a synthetic set)",
+    )
     parser.add_argument("--checkpoint", type=Path, metavar="CKPT", help="take the preprocessing from this checkpoint")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="conv nodes to keep in float")
     parser.add_argument("--trt-version", default="8.6.2", help="TensorRT version for the cache header (8.6.2)")
@@ -81,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         trt_version=args.trt_version,
     )
     excluded = ", ".join(layer.name for layer in report.excluded) or "none"
+    console.print(f"hold-out ({report.holdout_scheme}): {report.holdout_reason}")
     console.print(
         f"wrote {report.output} and {report.calibration_cache}: INT8 agrees with FP32 on {report.pixel_agreement:.2%} "
         f"of hold-out pixels (worst image; mIoU vs FP32 {report.miou_vs_fp32:.3f}), {report.int8_mac_share:.1%} of "

@@ -8,7 +8,7 @@ TensorRT calibration cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,8 +34,7 @@ class TensorHistogram:
         flat = np.abs(flat[:: max(1, flat.size // HISTOGRAM_SAMPLES)])
         if peak > self.amax:
             if self.amax > 0:
-                centres = (np.arange(NUM_BINS) + 0.5) * (self.amax / NUM_BINS)
-                self.counts = np.histogram(centres, bins=NUM_BINS, range=(0, peak), weights=self.counts)[0]
+                self.counts = _rebinned(self.counts, self.amax, peak)
             self.amax = peak
         if self.amax > 0:
             self.counts += np.histogram(flat, bins=NUM_BINS, range=(0, self.amax))[0]
@@ -76,12 +75,36 @@ class TensorHistogram:
         return best_index * self.amax / NUM_BINS
 
 
+def _rebinned(counts: np.ndarray, amax: float, new_amax: float) -> np.ndarray:
+    """``counts`` over [0, amax] moved onto NUM_BINS bins over [0, new_amax >= amax] (each bin by its centre)."""
+    centres = (np.arange(NUM_BINS) + 0.5) * (amax / NUM_BINS)
+    return np.histogram(centres, bins=NUM_BINS, range=(0, new_amax), weights=counts)[0]
+
+
+def merge_histograms(histograms: Iterable[TensorHistogram]) -> TensorHistogram:
+    """The histogram of the union of the values of ``histograms``, on the widest of their ranges."""
+    filled = [h for h in histograms if h.amax > 0]
+    if not filled:
+        return TensorHistogram()
+    peak = max(h.amax for h in filled)
+    return TensorHistogram(peak, np.sum([_rebinned(h.counts, h.amax, peak) for h in filled], axis=0))
+
+
 @dataclass
 class ActivationStats:
     """Per-tensor histograms of everything the calibration pass observed."""
 
     histograms: dict[str, TensorHistogram]
     images: int
+
+    @classmethod
+    def merged(cls, parts: Sequence[ActivationStats]) -> ActivationStats:
+        """The statistics of every image of ``parts`` together (for ranges calibrated on several parts)."""
+        names = sorted({name for part in parts for name in part.histograms})
+        histograms = {
+            name: merge_histograms(p.histograms[name] for p in parts if name in p.histograms) for name in names
+        }
+        return cls(histograms, sum(p.images for p in parts))
 
     def amax(self, method: str) -> dict[str, float]:
         if method not in METHODS:
