@@ -42,6 +42,7 @@ from edgekit.board.bundle import (
 )
 from edgekit.board.compile import Readiness, board_command, compile_engine, compile_readiness
 from edgekit.board.report import render_report
+from edgekit.board.outputs import medium_failures_as_errors
 from edgekit.board.targets import PrecisionChoice, Target, choose_precision, load_target
 from edgekit.errors import EdgekitError
 
@@ -151,7 +152,8 @@ def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
     output = options.output or default_output(target, model_name)
     metrics: dict[str, Any] = {}
 
-    with BundleWriter(output) as writer:
+    lost = "the build stopped and removed its staging folder: no bundle was written"
+    with medium_failures_as_errors(output, lost), BundleWriter(output) as writer:
         with progress.stage("model", "loading, importing or training the network", live=False) as note:
             checkpoint = _obtain_checkpoint(options, model_name, size, metrics, note, console)
             checkpoint.save(writer.path(CHECKPOINT_FILE))

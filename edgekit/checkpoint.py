@@ -7,6 +7,7 @@ Training adds its optimizer/scheduler state under ``training`` so that a resume 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from edgekit.board.classes import ClassSet
+from edgekit.board.outputs import medium_failure
 from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
 from edgekit.models import build_model
@@ -59,8 +61,19 @@ class Checkpoint:
             "training": self.training,
         }
         tmp = path.with_name(path.name + ".partial")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        try:
+            # through our own handle: torch's path-based writer reports a full disk as "unexpected pos"
+            with tmp.open("wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            failure = medium_failure(exc, path.parent, f"{path} was not written (the previous one, if any, is intact)")
+            if failure is None:
+                raise EdgekitError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+            raise failure from exc
         return path
 
     @classmethod

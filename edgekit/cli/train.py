@@ -13,7 +13,7 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a zoo model (runs under torchrun for several processes)",
         description="Train with per-epoch validation; best.pt, last.pt, metrics.jsonl and training_curve.png go to "
-        "--out. Ctrl-C saves a resumable last.pt.",
+        "--out. Ctrl-C or SIGTERM saves a resumable last.pt.",
     )
     parser.add_argument("--model", required=True, help="zoo model name (see `edgekit models`)")
     parser.add_argument(
@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--init", type=Path, help="start from this edgekit checkpoint (e.g. imported official weights)")
     parser.add_argument("--resume", type=Path, help="continue a run from its last.pt exactly")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in --out (without it only --resume may)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic-train", type=int, default=400, help="synthetic training scenes (no --data)")
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         crop_size=args.crop,
         threads=args.threads,
+        overwrite=args.overwrite,
     )
     result = train(config)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
