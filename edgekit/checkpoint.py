@@ -8,6 +8,7 @@ Training adds its optimizer/scheduler state under ``training`` so that a resume 
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,15 @@ class Checkpoint:
         path = Path(path)
         if not path.is_file():
             raise EdgekitError(f"checkpoint not found: {path}")
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else gets torch's essay
+            raise EdgekitError(f"{path} is not an edgekit checkpoint: {_what_file_is(path)}")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for truncated/corrupt archives
-            raise EdgekitError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from exc
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise EdgekitError(
+                f"cannot read checkpoint {path} ({exc.__class__.__name__}: {first_line}); it is truncated or corrupt"
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise EdgekitError(
                 f"{path} is not an edgekit checkpoint; official weights are imported with "
@@ -99,6 +105,28 @@ class Checkpoint:
             meta=dict(payload.get("meta") or {}),
             training=payload.get("training"),
         )
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is an edgekit checkpoint (the only kind of file a checkpoint may replace)."""
+    try:
+        Checkpoint.load(path)
+    except EdgekitError:
+        return False
+    return True
+
+
+def _what_file_is(path: Path) -> str:
+    """A guess at what a file that is not a torch archive is, for the error message."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if path.suffix == ".onnx" or (head.startswith(b"\x08") and b"pytorch" in head):
+        return "it is an ONNX model (`edgekit run --onnx` runs it; this needs the edgekit .pt/.ckpt checkpoint)"
+    if head.startswith(b"\x80"):
+        return "it is a legacy pickle, not made by edgekit (official weights: `edgekit import-weights`)"
+    if not head:
+        return "the file is empty"
+    return "not a PyTorch file (it is truncated, or something else altogether)"
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:

@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from edgekit.board.classes import ClassSet
 from edgekit.board.interrupts import StopRequest, deferred_interrupts
-from edgekit.board.outputs import check_output_dir
 from edgekit.board.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, present_classes
+from edgekit.board.outputs import check_output_dir
 from edgekit.board.preprocess import Preprocessing
 from edgekit.board.synthetic import SyntheticScenes
 from edgekit.checkpoint import Checkpoint
@@ -670,9 +670,7 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
                     f"{state['epoch'] + 1}; continue with the same command plus --resume {last_path}"
                 )
             elif interrupted and env.main:
-                console.print(
-                    f"interrupted mid-step: {last_path} was not updated (it holds the previous save)"
-                )
+                console.print(f"interrupted mid-step: {last_path} was not updated (it holds the previous save)")
     if env.main and state["history"]:
         _plot(state["history"], config.out_dir / "training_curve.png")
     if state["skipped"] and env.main:

@@ -290,14 +290,14 @@ class BundleWriter:
         self.destination.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_staging()
         self.staging = self.destination.with_name(
-            ".{}.partial-{}-{}".format(self.destination.name, os.getpid(), uuid.uuid4().hex[:8])
+            f".{self.destination.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
         self.staging.mkdir()
 
     def _remove_stale_staging(self) -> None:
         """Remove the staging (and replaced-bundle) folders of builds of this bundle whose process is gone."""
         for kind in ("partial", "old"):
-            for leftover in self.destination.parent.glob(".{}.{}-*".format(self.destination.name, kind)):
+            for leftover in self.destination.parent.glob(f".{self.destination.name}.{kind}-*"):
                 pid_text = leftover.name.rsplit("-", 2)[-2]
                 if leftover.is_dir() and pid_text.isdigit() and not _process_alive(int(pid_text)):
                     shutil.rmtree(str(leftover), ignore_errors=True)
@@ -319,9 +319,7 @@ class BundleWriter:
         if self.destination.exists() and any(self.destination.iterdir()):
             # re-checked here: the folder may have been filled while the build ran
             check_output_dir(self.destination, "bundle folder", is_bundle, "an edgekit bundle")
-            backup = self.destination.with_name(
-                ".{}.old-{}-{}".format(self.destination.name, os.getpid(), uuid.uuid4().hex[:8])
-            )
+            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             self.destination.rename(backup)
             self.staging.rename(self.destination)
             shutil.rmtree(backup)

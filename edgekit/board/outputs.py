@@ -27,17 +27,18 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def check_writable_folder(folder: PathLike, what: str) -> None:
-    """``folder`` exists as a writable directory, or can be created (its nearest existing ancestor is one)."""
-    folder = Path(folder).absolute()
-    existing = _nearest_existing(folder)
+def _check_creatable(path: Path, folder: Path, what: str) -> None:
+    """``path`` (the output) can be created in ``folder``: the folder exists and is writable, or can be made."""
+    existing = _nearest_existing(folder.absolute())
     if not existing.is_dir():
-        raise EdgekitError(f"{what} {folder} is under {existing}, which is a file, not a folder; choose another path")
+        raise EdgekitError(f"{what} {path}: {existing} is a file, not a folder; choose another path")
     try:
         probe = tempfile.mkdtemp(prefix=".edgekit-write-probe-", dir=str(existing))
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise EdgekitError(f"{what} {folder} cannot be written ({existing}: {reason}); choose another path") from None
+        raise EdgekitError(
+            f"{what} {path} cannot be written: {existing} refuses new entries ({reason}); choose another path"
+        ) from None
     os.rmdir(probe)
 
 
@@ -57,21 +58,27 @@ def check_output_file(
             f"{what} {path} exists and is not {own_description}; nothing was written: choose another path or "
             "remove the file yourself"
         )
-    check_writable_folder(path.parent, what)
+    _check_creatable(path, path.parent, what)
     return path
 
 
-def check_output_dir(path: PathLike, what: str, is_own: Callable[[Path], bool], own_description: str) -> Path:
-    """Where the folder ``what`` will be written: new, empty, or recognised by ``is_own``; and writable."""
+def check_output_dir(
+    path: PathLike,
+    what: str,
+    is_own: Optional[Callable[[Path], bool]] = None,
+    own_description: str = "a folder this command wrote",
+) -> Path:
+    """Where the folder ``what`` will be written: new, empty, or recognised by ``is_own`` (without ``is_own``
+    any existing folder, for outputs that add files beside the user's); and writable."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise EdgekitError(f"{what} {path} is a file, not a folder; choose another path")
-    if path.is_dir() and any(path.iterdir()) and not is_own(path):
+    if path.is_dir() and is_own is not None and any(path.iterdir()) and not is_own(path):
         raise EdgekitError(
             f"{what} {path} exists and is not {own_description}; nothing was written or deleted: choose a new "
             "or empty folder"
         )
-    check_writable_folder(path, what)
+    _check_creatable(path, path, what)
     return path
 
 

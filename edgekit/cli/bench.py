@@ -67,8 +67,12 @@ def run(args: argparse.Namespace) -> int:
 
     from edgekit.board.measure.bench import Bench, BenchConfig, write_results
     from edgekit.board.measure.timing import StopRule
+    from edgekit.board.outputs import check_output_dir, check_output_file
     from edgekit.errors import EdgekitError
 
+    check_output_file(args.output, "-o results file")  # before the run, not after it
+    if args.workdir:
+        check_output_dir(args.workdir, "--workdir")
     images: List[Path] = []
     if args.images is not None:
         if not args.images.is_dir():

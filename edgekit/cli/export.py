@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.checkpoint import Checkpoint
     from edgekit.export import classmap_head_for, convert_fp16, export_onnx, export_opset
 
+    if args.json:
+        from edgekit.board.outputs import check_output_file
+
+        check_output_file(args.json, "--json file")
     target = None if args.target is None else load_target(args.target)
     opset = export_opset(target, args.opset, args.normalize_in_graph)
     checkpoint = Checkpoint.load(args.checkpoint)

@@ -24,9 +24,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.board.outputs import check_output_file
+    from edgekit.checkpoint import is_checkpoint
     from edgekit.models.official import import_official
     from edgekit.models.stats import count_params
 
+    check_output_file(args.output, "checkpoint", is_checkpoint, "an edgekit checkpoint")
     checkpoint = import_official(args.model, args.official, args.input_size)
     path = checkpoint.save(args.output)
     params = count_params(checkpoint.build())

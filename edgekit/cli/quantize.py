@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.export import read_metadata
     from edgekit.quantize import quantize_int8
 
+    if args.json:
+        from edgekit.board.outputs import check_output_file
+
+        check_output_file(args.json, "--json file")
     if args.checkpoint is not None:
         from edgekit.checkpoint import Checkpoint
 
@@ -95,17 +99,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _has_metadata(path: Path) -> bool:
     from edgekit.errors import EdgekitError
-    from edgekit.export import read_metadata
+    from edgekit.export import load_onnx, read_metadata
 
+    model = load_onnx(path, load_external_data=False)  # not an ONNX at all: its own error, not "no metadata"
     try:
-        read_metadata(path)
+        read_metadata(path, model)
     except EdgekitError:
         return False
     return True
 
 
 def _onnx_size(path: Path) -> Tuple[int, int]:
-    import onnx
+    from edgekit.export import load_onnx
 
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    dims = load_onnx(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
     return int(dims[3].dim_value), int(dims[2].dim_value)

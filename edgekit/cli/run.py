@@ -80,6 +80,18 @@ def camera_options(args: argparse.Namespace) -> Dict[str, Any]:
     return {key: value for key, value in requests.items() if value is not None}
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path the flags name, checked before the model loads (not after the run, losing it)."""
+    from edgekit.board.outputs import check_output_dir, check_output_file
+
+    if args.output:
+        check_output_file(args.output, "--output video")
+    if args.save_frames:
+        check_output_dir(args.save_frames, "--save-frames folder")
+    if args.stats:
+        check_output_file(args.stats, "--stats file")
+
+
 def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     """Open backend, source and sinks from the parsed flags, run, print a summary; the exit status."""
     from edgekit.board.opencv import describe_opencv
@@ -91,6 +103,7 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     from edgekit.board.sources import open_source
     from edgekit.cli.common import console
 
+    check_outputs(args)
     resolved = resolve_model(model)
     preprocessing, classes = model_inputs(resolved)
     name, _ = choose_backend(resolved, args.backend)
