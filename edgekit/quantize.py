@@ -135,7 +135,7 @@ def quantize_int8(
     import onnx
 
     from edgekit.board.backends.tensorrt_backend.cache import write_cache
-    from edgekit.export import is_edgekit_onnx, load_onnx, ort_session
+    from edgekit.export import load_onnx, ort_session
     from edgekit.quant.fold import fold_batchnorm
     from edgekit.quant.qdq import (
         activation_tensors,
@@ -153,9 +153,8 @@ def quantize_int8(
     onnx_fp32 = Path(onnx_fp32)
     if not onnx_fp32.is_file():
         raise EdgekitError(f"ONNX model not found: {onnx_fp32}")
-    output = check_output_file(output, "Q/DQ ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
-    if calibration_cache is not None:
-        check_output_file(calibration_cache, "calibration cache", _is_calibration_cache, "a TensorRT calibration cache")
+    output = Path(output)
+    check_outputs(output, calibration_cache)
     if len(calibration) == 0:
         raise EdgekitError("the calibration set is empty; give a folder with images or a YAML definition")
     if max_drop is not None and not 0 <= max_drop < 1:
@@ -383,6 +382,15 @@ class _NoProgress:
 
     def advance(self, *args: Any) -> None:
         return None
+
+
+def check_outputs(output: Path, calibration_cache: Path | None) -> None:
+    """The Q/DQ model and cache paths: writable, and replacing only edgekit's own files (before calibrating)."""
+    from edgekit.export import is_edgekit_onnx
+
+    check_output_file(output, "Q/DQ ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
+    if calibration_cache is not None:
+        check_output_file(calibration_cache, "calibration cache", _is_calibration_cache, "a TensorRT calibration cache")
 
 
 def _is_calibration_cache(path: Path) -> bool:

@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from edgekit.board.outputs import check_output_dir
+
+    check_output_dir(args.output, "--output folder")
     from edgekit.checkpoint import Checkpoint
     from edgekit.predict import list_images, predict_files
 
-    check_output_dir(args.output, "--output folder")
     checkpoint = Checkpoint.load(args.checkpoint)
     total = len(list_images(args.input))
     with Progress(console=console, transient=True) as progress:

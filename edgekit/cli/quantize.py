@@ -47,8 +47,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgekit.calibration import load_calibration
     from edgekit.export import read_metadata
-    from edgekit.quantize import quantize_int8
+    from edgekit.quantize import check_outputs, quantize_int8
 
+    check_outputs(args.output, args.output.with_suffix(".calib"))
     if args.json:
         from edgekit.board.outputs import check_output_file
 
