@@ -69,11 +69,16 @@ class Checkpoint:
                 handle.flush()
                 os.fsync(handle.fileno())
             tmp.replace(path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             tmp.unlink(missing_ok=True)
-            failure = medium_failure(exc, path.parent, f"{path} was not written (the previous one, if any, is intact)")
+            cause = _os_error_in(exc)  # torch reports a failed write as RuntimeError("unexpected pos ...")
+            if cause is None:
+                raise
+            failure = medium_failure(
+                cause, path.parent, f"{path} was not written (the previous one, if any, is intact)"
+            )
             if failure is None:
-                raise EdgekitError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+                raise EdgekitError(f"cannot write checkpoint {path}: {cause.strerror or cause}") from exc
             raise failure from exc
         return path
 
@@ -105,6 +110,16 @@ class Checkpoint:
             meta=dict(payload.get("meta") or {}),
             training=payload.get("training"),
         )
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError an exception is, or was raised while handling (torch wraps write errors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def is_checkpoint(path: Path) -> bool:
