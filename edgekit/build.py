@@ -41,8 +41,8 @@ from edgekit.board.bundle import (
     OutputSpec,
 )
 from edgekit.board.compile import Readiness, board_command, compile_engine, compile_readiness
-from edgekit.board.report import render_report
 from edgekit.board.outputs import medium_failures_as_errors
+from edgekit.board.report import render_report
 from edgekit.board.targets import PrecisionChoice, Target, choose_precision, load_target
 from edgekit.errors import EdgekitError
 
