@@ -73,10 +73,13 @@ class TrainConfig:
         self.out_dir = Path(self.out_dir)
         self.data = Path(self.data) if self.data is not None else None
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        spec = get_spec(self.model)
+        spec.check_input_size(self.input_size, "--input-size")
         if self.crop_size is not None:
             self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
             if self.crop_size[0] > self.input_size[0] or self.crop_size[1] > self.input_size[1]:
                 raise EdgekitError(f"crop {self.crop_size} must fit in the input size {self.input_size}")
+            spec.check_input_size(self.crop_size, "--crop")
         if self.optimizer not in ("adam", "sgd"):
             raise EdgekitError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.schedule not in ("poly", "cyclic"):

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Tuple
 
-from edgekit.cli.common import console
+from edgekit.cli.common import console, fraction, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -32,10 +32,10 @@ def register(subparsers: Any) -> None:
         help="activation ranges (default percentile: measured best for ESPNet/ESPNetv2, see README)",
     )
     parser.add_argument(
-        "--max-drop", type=float, default=0.03, help="largest share of hold-out pixels allowed to change (0.03)"
+        "--max-drop", type=fraction, default=0.03, help="largest share of hold-out pixels allowed to change (0.03)"
     )
     parser.add_argument("--no-mixed", action="store_true", help="quantize every conv; only report the agreement")
-    parser.add_argument("--count", type=int, help="use at most this many calibration images")
+    parser.add_argument("--count", type=positive_int, help="use at most this many calibration images")
     parser.add_argument("--holdout", metavar="DIR_OR_YAML", help="calibration-free images for the agreement report")
     parser.add_argument("--checkpoint", type=Path, metavar="CKPT", help="take the preprocessing from this checkpoint")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="conv nodes to keep in float")
@@ -68,9 +68,13 @@ def run(args: argparse.Namespace) -> int:
         metadata = read_metadata(args.onnx)
         preprocessing, input_dtype = metadata.preprocessing, metadata.input_dtype
     calibration = load_calibration(args.calib, preprocessing, args.count)
+    for note in calibration.notes:
+        console.print(f"[yellow]warning:[/] {note}")
     holdout = names = None
     if args.holdout:
-        held = load_calibration(args.holdout, preprocessing)
+        held = load_calibration(args.holdout, preprocessing, option="--holdout")
+        for note in held.notes:
+            console.print(f"[yellow]warning:[/] {note}")
         holdout, names = list(held.inputs(input_dtype)), held.sources
     console.print(f"calibrating on {len(calibration)} images of {calibration.name} ({args.method})")
     report = quantize_int8(

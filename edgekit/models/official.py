@@ -21,7 +21,7 @@ from edgekit.board.classes import cityscapes_classes
 from edgekit.board.preprocess import ESPNET_CITYSCAPES, IMAGENET, Preprocessing
 from edgekit.errors import EdgekitError
 from edgekit.models.espnetv2 import CHANNELS
-from edgekit.models.registry import get_spec
+from edgekit.models.registry import check_input_size, get_spec
 
 if TYPE_CHECKING:
     from edgekit.checkpoint import Checkpoint
@@ -180,6 +180,8 @@ def import_official(name: str, path: str | Path, input_size: tuple[int, int] | N
     from edgekit.checkpoint import Checkpoint
 
     path = Path(path)
+    if input_size is not None:
+        check_input_size(name, input_size)
     model, official = _load(name, path, input_size)
     family = "espnetv2" if name.startswith("espnetv2") else name
     return Checkpoint(
