@@ -20,7 +20,7 @@ from edgekit.board.classes import ClassSet
 from edgekit.board.outputs import medium_failure
 from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
-from edgekit.models import build_model
+from edgekit.models import build_model, check_input_size
 
 FORMAT = "edgekit-checkpoint"
 VERSION = 1
@@ -45,6 +45,10 @@ class Checkpoint:
         model = build_model(self.model_name, num_classes=self.num_classes, **self.model_kwargs)
         load_state_dict_checked(model, self.state_dict, f"checkpoint of {self.model_name}")
         return model.eval()
+
+    def check_input_size(self, what: str) -> None:
+        """The saved input size is one the network takes (older import-weights wrote any size it was given)."""
+        check_input_size(self.model_name, self.preprocessing.input_size, what)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: an interrupted save never leaves a truncated checkpoint under the final name."""

@@ -100,10 +100,8 @@ def _open(model: Union[Bundle, Path], backend: str, options: Dict[str, Any]) -> 
         raise EdgekitError("the torch backend runs an edgekit checkpoint (.pt); bundles run on onnxruntime/tensorrt")
     from edgekit.board.backends.torch_backend import TorchBackend
     from edgekit.checkpoint import Checkpoint
-    from edgekit.models import check_input_size
-
     checkpoint = Checkpoint.load(model)
-    check_input_size(checkpoint.model_name, checkpoint.preprocessing.input_size, f"{model} was saved for input")
+    checkpoint.check_input_size(f"{model} was saved for input")
     width, height = checkpoint.preprocessing.input_size
     options.setdefault("input_shape", (1, 3, height, width))
     return TorchBackend(checkpoint.build(), **options)
