@@ -56,7 +56,7 @@ def test_train_writes_checkpoints_metrics_and_curve(synthetic_run: TrainResult) 
     assert best.build()(torch.zeros(1, 3, 32, 64)).shape == (1, 19, 32, 64)
 
 
-RESUMABLE = {"model": "espnet-c", "epochs": 2, "seed": 3, **TINY, "synthetic_train": 24}  # 12 steps an epoch
+RESUMABLE = {"model": "espnet-c", "epochs": 2, "seed": 3, **TINY, "synthetic_train": 16}  # 8 steps an epoch
 
 
 def _train_command(config: dict[str, Any], out: Path) -> list[str]:
@@ -109,7 +109,7 @@ def test_sigterm_mid_epoch_saves_a_last_pt_that_resumes_bit_exactly(tmp_path: Pa
     assert "Traceback" not in rest and "interrupted (SIGTERM)" in rest
     assert not list(cut.glob("*.partial"))
     saved = Checkpoint.load(cut / "last.pt")
-    assert saved.training is not None and saved.training["epoch"] == 1 and 0 < saved.training["step_in_epoch"] < 12
+    assert saved.training is not None and saved.training["epoch"] == 1 and 0 < saved.training["step_in_epoch"] < 8
 
     resumed = train(TrainConfig(out_dir=cut, data=None, resume=cut / "last.pt", **RESUMABLE))  # type: ignore[arg-type]
     a, b = Checkpoint.load(straight.last), Checkpoint.load(resumed.last)
@@ -146,6 +146,16 @@ def test_train_onto_an_earlier_run_needs_resume_or_overwrite(
     (copy / "metrics.jsonl").write_text((copy / "metrics.jsonl").read_text() * 3)  # an "earlier, longer" run
     assert main([*args, "--out", str(copy), "--overwrite"]) == 0
     assert len((copy / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resuming_with_another_model_names_both_models(
+    synthetic_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--model", "espnet", "--input-size", "64x32", "--synthetic-train", "4", "--synthetic-val", "2",
+            "--resume", str(synthetic_run.last), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is a run of espnet-c, not espnet" in error and "--model espnet-c" in error and "classes" not in error
 
 
 def test_train_on_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(
