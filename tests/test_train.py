@@ -174,7 +174,7 @@ def test_train_on_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(
         assert code == 2 and "no space left on the device" in error and "was not written" in error
         assert not list(disk.rglob("*.partial")) and not (disk / "run" / "best.pt").exists()
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
 def _road_dataset(data: Path, count: int) -> Path:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import run_edgekit as edgekit
 
 from edgekit.board.classes import ClassSet
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
@@ -26,13 +24,6 @@ from edgekit.errors import EdgekitError
 from edgekit.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def edgekit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
-    )  # fmt: skip
 
 
 def last_error(capsys: pytest.CaptureFixture[str]) -> str:
