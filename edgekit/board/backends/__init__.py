@@ -100,6 +100,7 @@ def _open(model: Union[Bundle, Path], backend: str, options: Dict[str, Any]) -> 
         raise EdgekitError("the torch backend runs an edgekit checkpoint (.pt); bundles run on onnxruntime/tensorrt")
     from edgekit.board.backends.torch_backend import TorchBackend
     from edgekit.checkpoint import Checkpoint
+
     checkpoint = Checkpoint.load(model)
     checkpoint.check_input_size(f"{model} was saved for input")
     width, height = checkpoint.preprocessing.input_size
