@@ -380,17 +380,20 @@ def is_training_run(folder: Path) -> bool:
     return bool(entries) and all(e.name in RUN_FILES or e.name.endswith(".pt.partial") for e in entries)
 
 
-def _check_out_dir(config: TrainConfig) -> None:
-    """Refuse to write into a folder of other files, or over an earlier run without --resume or --overwrite."""
+def _check_out_dir(config: TrainConfig) -> bool:
+    """Refuse to write into a folder of other files, or over an earlier run without --resume (of that run) or
+    --overwrite; whether this run continues the one in the folder (else the folder's run files are replaced)."""
     out = config.out_dir
     check_output_dir(out, "training output folder", is_training_run, "a training run (best.pt, last.pt, ...)")
-    if config.resume is None and not config.overwrite and out.is_dir() and is_training_run(out):
+    continues_this_run = config.resume is not None and config.resume.resolve().parent == out.resolve()
+    if not continues_this_run and not config.overwrite and out.is_dir() and is_training_run(out):
         metrics = out / "metrics.jsonl"
         epochs = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
         raise EdgekitError(
             f"{out} already holds a training run ({epochs} epochs in metrics.jsonl); continue it with --resume "
             f"{out / 'last.pt'}, replace it with --overwrite, or choose another --out"
         )
+    return continues_this_run
 
 
 def _checkpoint(
@@ -444,7 +447,7 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     started = time.monotonic()
     torch.manual_seed(config.seed)
-    _check_out_dir(config)
+    continues_this_run = _check_out_dir(config)
     if env.world > 1:
         dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     resume = Checkpoint.load(config.resume) if config.resume else None
@@ -515,7 +518,7 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     config.out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = config.out_dir / "metrics.jsonl"
     best_path, last_path = config.out_dir / "best.pt", config.out_dir / "last.pt"
-    if resume is None and env.main:
+    if not continues_this_run and env.main:
         for name in RUN_FILES:  # --overwrite: nothing of the earlier run may mix with this one
             (config.out_dir / name).unlink(missing_ok=True)
     elapsed_before = float(state["elapsed_s"])
