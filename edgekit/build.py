@@ -42,12 +42,14 @@ from edgekit.board.bundle import (
     OutputSpec,
 )
 from edgekit.board.compile import Readiness, board_command, compile_engine, compile_readiness
+from edgekit.board.outputs import medium_failures_as_errors
 from edgekit.board.report import render_report
 from edgekit.board.targets import PrecisionChoice, Target, choose_precision, load_target
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     from edgekit.board.preprocess import Preprocessing
+    from edgekit.calibration import CalibrationSet
     from edgekit.checkpoint import Checkpoint
 
 DEFAULT_MODEL = "espnet"
@@ -139,142 +141,189 @@ def default_output(target: Target, model: str) -> Path:
     return Path("runs") / "bundles" / f"{model}-{target.name}"
 
 
+@dataclass
+class _Inputs:
+    """Every input of a build, checked before the first stage: a bad --calib fails at once, not after training."""
+
+    model_name: str
+    size: tuple[int, int]
+    train_crop: tuple[int, int]
+    checkpoint: Checkpoint | None  # loaded from --checkpoint
+    calibration: CalibrationSet | None  # loaded when the build quantizes
+
+
+def _check_inputs(options: BuildOptions, target: Target, choice: PrecisionChoice, console: Console) -> _Inputs:
+    from edgekit.calibration import load_calibration
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.models import get_spec
+
+    if options.checkpoint and options.weights:
+        raise EdgekitError("give either --checkpoint or --weights, not both")
+    checkpoint = Checkpoint.load(options.checkpoint) if options.checkpoint else None
+    if checkpoint is not None and options.model and options.model != checkpoint.model_name:
+        raise EdgekitError(f"--model {options.model} but {options.checkpoint} holds {checkpoint.model_name}")
+    model_name = checkpoint.model_name if checkpoint is not None else options.model or DEFAULT_MODEL
+    spec = get_spec(model_name)
+    size = options.input_size or target.input_size
+    spec.check_input_size(size, "--input-size" if options.input_size else f"{target.name}'s input size")
+    width, height = size
+    crop = options.train_size or (max(32, width // 64 * 32), max(32, height // 64 * 32))
+    if options.weights is not None and not options.weights.is_file():
+        raise EdgekitError(f"--weights {options.weights} not found")
+    if checkpoint is None and options.weights is None:  # the build trains
+        spec.check_input_size(crop, "--train-size")
+        if options.data is not None and not options.data.is_dir():
+            raise EdgekitError(f"--data {options.data} is not a folder")
+        if options.train_seconds <= 0:
+            raise EdgekitError(f"--train-seconds must be positive, got {options.train_seconds:g}")
+    if options.eval_scenes < 1:
+        raise EdgekitError(f"--eval-scenes must be at least 1, got {options.eval_scenes}")
+    if options.dla_core is not None and not 0 <= options.dla_core < target.dla_cores:
+        raise EdgekitError(f"--dla-core {options.dla_core}: {target.name} has {target.dla_cores} DLA cores")
+    calibration = None
+    if choice.chosen == "int8":
+        base = checkpoint.preprocessing if checkpoint is not None else spec.default_preprocessing
+        spec_name = options.calib or DEFAULT_CALIBRATION
+        calibration = load_calibration(spec_name, base.with_size(*size), count=options.calib_count)
+        for message in calibration.notes:
+            console.print(f"[yellow]calibration:[/yellow] {message}")
+    elif options.calib or options.calib_count:
+        console.print(f"[yellow]note:[/yellow] --calib is not used: the bundle is {choice.chosen}, not int8")
+    return _Inputs(model_name, size, crop, checkpoint, calibration)
+
+
 def build(options: BuildOptions, console: Console | None = None) -> BuildResult:
     """Run every stage and commit the bundle; raises EdgekitError (leaving no bundle) when a stage fails."""
     console = console or Console(stderr=True)
-    if options.checkpoint and options.weights:
-        raise EdgekitError("give either --checkpoint or --weights, not both")
     target = load_target(options.target)
-    from edgekit.export import classmap_head_for, export_opset
-
-    opset, classmap_head = export_opset(target), classmap_head_for(target)
     choice = choose_precision(target, options.precision, options.strict)
     if choice.substituted:
         console.print(f"[yellow]precision:[/yellow] {choice.reason}")
-    size = options.input_size or target.input_size
+    output = options.output or default_output(target, options.model or DEFAULT_MODEL)
+    lost = "the build stopped and removed its staging folder: no bundle was written"
+    with medium_failures_as_errors(output, lost), BundleWriter(output) as writer:
+        return _build_into(writer, options, target, choice, console)
+
+
+def _build_into(
+    writer: BundleWriter, options: BuildOptions, target: Target, choice: PrecisionChoice, console: Console
+) -> BuildResult:
+    from edgekit.export import classmap_head_for, export_opset
+
+    inputs = _check_inputs(options, target, choice, console)
+    opset, classmap_head = export_opset(target), classmap_head_for(target)
+    size = inputs.size
     progress = _Progress(console, total=8 if choice.chosen == "int8" else 7)
-    model_name = options.model or DEFAULT_MODEL
-    output = options.output or default_output(target, model_name)
+    output = writer.destination
     metrics: dict[str, Any] = {}
+    with progress.stage("model", "loading, importing or training the network", live=False) as note:
+        checkpoint = _obtain_checkpoint(options, inputs, metrics, note)
+        checkpoint.save(writer.path(CHECKPOINT_FILE))
+    preprocessing = checkpoint.preprocessing.with_size(*size)
 
-    with BundleWriter(output) as writer:
-        with progress.stage("model", "loading, importing or training the network", live=False) as note:
-            checkpoint = _obtain_checkpoint(options, model_name, size, metrics, note, console)
-            checkpoint.save(writer.path(CHECKPOINT_FILE))
-        preprocessing = checkpoint.preprocessing.with_size(*size)
+    with progress.stage("export", "PyTorch -> ONNX -> onnxsim -> onnxruntime verification") as note:
+        from edgekit.export import export_onnx
 
-        with progress.stage("export", "PyTorch -> ONNX -> onnxsim -> onnxruntime verification") as note:
-            from edgekit.export import export_onnx
-
-            exported = export_onnx(checkpoint, writer.path(ONNX_FILES["fp32"]), input_size=size, opset=opset)
-            metrics["export"] = _relative(exported.to_dict(), writer.staging)
-            note.append(
-                f"opset {opset}, {exported.nodes_before_simplify}->{exported.nodes_after_simplify} nodes, "
-                f"max |ORT-PyTorch| {exported.max_abs_diff:.2e}"
-            )
-        variants = {"fp32": ONNX_FILES["fp32"]}
-
-        with progress.stage("fp16", "FP16 ONNX for FP16 targets and strongly typed TensorRT") as note:
-            if "fp16" in target.precisions:
-                from edgekit.export import convert_fp16
-
-                fp16 = convert_fp16(writer.path(ONNX_FILES["fp32"]), writer.path(ONNX_FILES["fp16"]))
-                metrics["fp16"] = _relative(fp16.to_dict(), writer.staging)
-                variants["fp16"] = ONNX_FILES["fp16"]
-                note.append(f"argmax agreement with FP32 {fp16.argmax_agreement:.2%}")
-            else:
-                note.append(f"skipped: {target.unsupported.get('fp16', 'not a precision of this target')}")
-
-        calibration_cache = None
-        if choice.chosen == "int8":
-            with progress.stage("int8", "calibration, Q/DQ ONNX, TensorRT calibration cache", live=False) as note:
-                quantized = _quantize(options, writer, preprocessing, target)
-                warning = synthetic_calibration_warning(checkpoint, options.calib, quantized)
-                if warning:
-                    quantized["calibration_warning"] = warning
-                    console.print(f"[yellow]calibration:[/yellow] {warning}")
-                metrics["int8"] = _relative(quantized, writer.staging)
-                variants["int8"] = ONNX_FILES["int8"]
-                calibration_cache = CALIBRATION_CACHE_FILE if quantized["calibration_cache"] else None
-                note.append(
-                    f"{quantized['calibration_images']} calibration images ({quantized['method']}), "
-                    f"{quantized['int8_layers']}/{quantized['conv_layers']} convs in INT8, hold-out pixel agreement "
-                    f"with FP32 {quantized['pixel_agreement']:.2%}"
-                )
-
-        with progress.stage("accuracy", f"mIoU of every variant on {options.eval_scenes} held-out scenes") as note:
-            metrics["accuracy"] = evaluate_variants(writer.staging, variants, preprocessing, options.eval_scenes)
-            note.append(
-                ", ".join(f"{p} {v['miou']:.3f}" for p, v in metrics["accuracy"]["variants"].items())
-                + " mIoU (synthetic scenes)"
-            )
-
-        with progress.stage("classmap", "end every variant in the class-map head: an int32 class map out") as note:
-            metrics["classmap"] = end_in_classmap(writer.staging, variants, preprocessing, classmap_head)
-            note.append(metrics["classmap"]["checked"])
-            release = target.software.get("tensorrt")
-            if "int8" in variants and release and parse_release(release) >= STRONGLY_TYPED_ONLY:
-                typed = _fp16_between_qdq(writer.path(variants["int8"]))
-                metrics["int8"]["strongly_typed_fp16"] = typed
-                note.append(f"INT8 model {'FP16' if typed['applied'] else 'kept FP32'} between its Q/DQ pairs")
-
-        runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
-        manifest = _manifest(
-            checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache, opset, classmap_head
+        exported = export_onnx(checkpoint, writer.path(ONNX_FILES["fp32"]), input_size=size, opset=opset)
+        metrics["export"] = _relative(exported.to_dict(), writer.staging)
+        note.append(
+            f"opset {opset}, {exported.nodes_before_simplify}->{exported.nodes_after_simplify} nodes, "
+            f"max |ORT-PyTorch| {exported.max_abs_diff:.2e}"
         )
-        manifest.metrics = metrics
+    variants = {"fp32": ONNX_FILES["fp32"]}
 
-        with progress.stage("compile", "TensorRT engine") as note:
-            engine, compile_note = _maybe_compile(options, target, writer.staging, output, manifest, console)
-            manifest.engine = engine
-            manifest.artifacts.engine = ENGINE_FILE if engine else None
-            note.append(compile_note)
+    with progress.stage("fp16", "FP16 ONNX for FP16 targets and strongly typed TensorRT") as note:
+        if "fp16" in target.precisions:
+            from edgekit.export import convert_fp16
 
-        with progress.stage("bundle", "report, manifest, sha256 of every file, atomic rename") as note:
-            report = _report(writer.staging, manifest, progress.records, compile_note, options.dla_core)
-            writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
-            writer.path(REPORT_MD).write_text(render_report(report))
-            bundle = writer.commit(manifest)
-            note.append(str(bundle.root))
+            fp16 = convert_fp16(writer.path(ONNX_FILES["fp32"]), writer.path(ONNX_FILES["fp16"]))
+            metrics["fp16"] = _relative(fp16.to_dict(), writer.staging)
+            variants["fp16"] = ONNX_FILES["fp16"]
+            note.append(f"argmax agreement with FP32 {fp16.argmax_agreement:.2%}")
+        else:
+            note.append(f"skipped: {target.unsupported.get('fp16', 'not a precision of this target')}")
+
+    calibration_cache = None
+    if choice.chosen == "int8":
+        with progress.stage("int8", "calibration, Q/DQ ONNX, TensorRT calibration cache", live=False) as note:
+            quantized = _quantize(options, writer, preprocessing, target, inputs)
+            warning = synthetic_calibration_warning(checkpoint, options.calib, quantized)
+            if warning:
+                quantized["calibration_warning"] = warning
+                console.print(f"[yellow]calibration:[/yellow] {warning}")
+            metrics["int8"] = _relative(quantized, writer.staging)
+            variants["int8"] = ONNX_FILES["int8"]
+            calibration_cache = CALIBRATION_CACHE_FILE if quantized["calibration_cache"] else None
+            note.append(
+                f"{quantized['calibration_images']} calibration images ({quantized['method']}), "
+                f"{quantized['int8_layers']}/{quantized['conv_layers']} convs in INT8, hold-out pixel agreement "
+                f"with FP32 {quantized['pixel_agreement']:.2%}"
+            )
+
+    with progress.stage("accuracy", f"mIoU of every variant on {options.eval_scenes} held-out scenes") as note:
+        metrics["accuracy"] = evaluate_variants(writer.staging, variants, preprocessing, options.eval_scenes)
+        note.append(
+            ", ".join(f"{p} {v['miou']:.3f}" for p, v in metrics["accuracy"]["variants"].items())
+            + " mIoU (synthetic scenes)"
+        )
+
+    with progress.stage("classmap", "end every variant in the class-map head: an int32 class map out") as note:
+        metrics["classmap"] = end_in_classmap(writer.staging, variants, preprocessing, classmap_head)
+        note.append(metrics["classmap"]["checked"])
+        release = target.software.get("tensorrt")
+        if "int8" in variants and release and parse_release(release) >= STRONGLY_TYPED_ONLY:
+            typed = _fp16_between_qdq(writer.path(variants["int8"]))
+            metrics["int8"]["strongly_typed_fp16"] = typed
+            note.append(f"INT8 model {'FP16' if typed['applied'] else 'kept FP32'} between its Q/DQ pairs")
+
+    runtime_onnx = variants["int8"] if target.backend == "onnxruntime" and "int8" in variants else variants["fp32"]
+    manifest = _manifest(
+        checkpoint, target, choice, preprocessing, variants, runtime_onnx, calibration_cache, opset, classmap_head
+    )
+    manifest.metrics = metrics
+
+    with progress.stage("compile", "TensorRT engine") as note:
+        engine, compile_note = _maybe_compile(options, target, writer.staging, output, manifest, console)
+        manifest.engine = engine
+        manifest.artifacts.engine = ENGINE_FILE if engine else None
+        note.append(compile_note)
+
+    with progress.stage("bundle", "report, manifest, sha256 of every file, atomic rename") as note:
+        report = _report(writer.staging, manifest, progress.records, compile_note, options.dla_core)
+        writer.path(REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+        writer.path(REPORT_MD).write_text(render_report(report))
+        bundle = writer.commit(manifest)
+        note.append(str(bundle.root))
     return BuildResult(bundle, progress.records, engine is not None, compile_note)
 
 
-def _obtain_checkpoint(
-    options: BuildOptions,
-    model_name: str,
-    size: tuple[int, int],
-    metrics: dict[str, Any],
-    note: list[str],
-    console: Console,
-) -> Checkpoint:
-    from edgekit.checkpoint import Checkpoint
-
-    if options.checkpoint:
-        checkpoint = Checkpoint.load(options.checkpoint)
-        if options.model and options.model != checkpoint.model_name:
-            raise EdgekitError(f"--model {options.model} but {options.checkpoint} holds {checkpoint.model_name}")
-        note.append(f"loaded {options.checkpoint} ({checkpoint.model_name})")
+def _obtain_checkpoint(options: BuildOptions, inputs: _Inputs, metrics: dict[str, Any], note: list[str]) -> Checkpoint:
+    if inputs.checkpoint is not None:
+        note.append(f"loaded {options.checkpoint} ({inputs.model_name})")
         metrics["model_source"] = {"checkpoint": str(options.checkpoint)}
-        return checkpoint
+        return inputs.checkpoint
     if options.weights:
         from edgekit.models.official import import_official
 
-        checkpoint = import_official(model_name, options.weights, input_size=size)
-        note.append(f"imported official {options.weights.name} as {model_name}")
+        checkpoint = import_official(inputs.model_name, options.weights, input_size=inputs.size)
+        note.append(f"imported official {options.weights.name} as {inputs.model_name}")
         metrics["model_source"] = {"official": dict(checkpoint.meta)}
         return checkpoint
-    return _train(options, model_name, size, metrics, note)
+    return _train(options, inputs.model_name, inputs.size, inputs.train_crop, metrics, note)
 
 
 def _train(
-    options: BuildOptions, model_name: str, size: tuple[int, int], metrics: dict[str, Any], note: list[str]
+    options: BuildOptions,
+    model_name: str,
+    size: tuple[int, int],
+    crop: tuple[int, int],
+    metrics: dict[str, Any],
+    note: list[str],
 ) -> Checkpoint:
     """A short training run (synthetic scenes unless --data) so that a fresh machine gets a meaningful model."""
     from edgekit.checkpoint import Checkpoint
     from edgekit.train import TrainConfig, train
 
-    width, height = size
-    crop = options.train_size or (max(32, width // 64 * 32), max(32, height // 64 * 32))
     with tempfile.TemporaryDirectory(prefix="edgekit-build-train-") as work:
         config = TrainConfig(
             model=model_name,
@@ -314,13 +363,15 @@ def _train(
 
 
 def _quantize(
-    options: BuildOptions, writer: BundleWriter, preprocessing: Preprocessing, target: Target
+    options: BuildOptions, writer: BundleWriter, preprocessing: Preprocessing, target: Target, inputs: _Inputs
 ) -> dict[str, Any]:
     """Q/DQ ONNX, plus the TensorRT calibration cache (header = the target's release) for TensorRT targets."""
     from edgekit.calibration import load_calibration
-
-    calibration = load_calibration(options.calib or DEFAULT_CALIBRATION, preprocessing, count=options.calib_count)
     from edgekit.quantize import DEFAULT_TRT_VERSION, quantize_int8
+
+    calibration = inputs.calibration
+    if calibration is None or calibration.preprocessing != preprocessing:  # official weights' own preprocessing
+        calibration = load_calibration(options.calib or DEFAULT_CALIBRATION, preprocessing, count=options.calib_count)
 
     release = target.software.get("tensorrt")
     report = quantize_int8(

@@ -35,6 +35,10 @@ from edgekit.errors import EdgekitError
 CALIBRATION_DIR = data_dir("calibration")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 MIN_SIDE_FRACTION = 0.25  # an image needing more than 4x upscaling says little about real input statistics
+# Below this many usable images a set still calibrates, with a warning: percentile ranges then rest on a few
+# frames' tails (the shipped default set is 32 scenes). Unreadable files are skipped and counted; a set fails
+# only when none of its images can be read.
+RECOMMENDED_IMAGES = 16
 
 
 @dataclass
@@ -47,6 +51,20 @@ class CalibrationSet:
     preprocessing: Preprocessing
     holdout: CalibrationSet | None = field(default=None, repr=False)
     synthetic: bool = False  # rendered scenes, not photos: a hold-out drawn from them says little about real input
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of every unreadable image left out
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know about this set: skipped files, too few images."""
+        notes = [f"skipped unreadable calibration image {item}" for item in self.skipped]
+        if self.skipped:
+            notes.append(f"{len(self.skipped)} of {len(self.skipped) + len(self)} images of {self.name} were skipped")
+        if len(self) < RECOMMENDED_IMAGES:
+            notes.append(
+                f"{self.name} has only {len(self)} usable images; INT8 ranges from fewer than {RECOMMENDED_IMAGES} "
+                "are noisy (give more frames like those the camera will see)"
+            )
+        return notes
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -81,20 +99,27 @@ def _evenly_spaced(items: list[Path], count: int | None) -> list[Path]:
     return [items[i] for i in index]
 
 
-def _image_files(paths: list[Path], what: str) -> list[Path]:
+def _image_files(paths: list[Path], what: str, option: str) -> list[Path]:
     files = sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise EdgekitError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {what}; point --calib at a folder of frames like those "
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {what}; point {option} at a folder of frames like those "
             "the camera will see, or use calibration/default.yaml (synthetic scenes)"
         )
     return files
 
 
-def _load_frames(files: list[Path], preprocessing: Preprocessing) -> list[np.ndarray]:
-    frames = []
+def _load_frames(
+    files: list[Path], preprocessing: Preprocessing, option: str
+) -> tuple[list[np.ndarray], list[Path], list[str]]:
+    """(frames, their files, "path: reason" of the unreadable files skipped); an error when none is readable."""
+    frames, used, skipped = [], [], []
     for path in files:
-        image = read_bgr(path)
+        try:
+            image = read_bgr(path)
+        except EdgekitError as exc:
+            skipped.append(f"{path}: {exc}")
+            continue
         height, width = image.shape[:2]
         if width < preprocessing.width * MIN_SIDE_FRACTION or height < preprocessing.height * MIN_SIDE_FRACTION:
             raise EdgekitError(
@@ -102,11 +127,14 @@ def _load_frames(files: list[Path], preprocessing: Preprocessing) -> list[np.nda
                 f"{preprocessing.height} network input (more than 4x upscaling); use full-size frames"
             )
         frames.append(preprocessing.resize_bgr(image))
-    return frames
+        used.append(path)
+    if not frames:
+        raise EdgekitError(f"none of the {len(files)} images for {option} can be read (first: {skipped[0]})")
+    return frames, used, skipped
 
 
 def _from_definition(
-    definition: dict[str, Any], base: Path, preprocessing: Preprocessing, count: int | None, name: str
+    definition: dict[str, Any], base: Path, preprocessing: Preprocessing, count: int | None, name: str, option: str
 ) -> CalibrationSet:
     count = count if count is not None else definition.get("count")
     if count is not None and (not isinstance(count, int) or count < 1):
@@ -122,50 +150,56 @@ def _from_definition(
         seed = int(spec.get("seed", 0))
         frames = synthetic_frames(total, preprocessing.input_size, seed)
         labels = [f"synthetic scene seed {s}" for s in range(seed, seed + total)]
+        skipped: list[str] = []
     else:
         if "folder" in definition:
             folder = (base / str(definition["folder"])).resolve()
             if not folder.is_dir():
-                raise EdgekitError(f"calibration folder {folder} does not exist (named in {name})")
-            files = _image_files(list(folder.glob(str(definition.get("pattern", "*")))), str(folder))
+                raise EdgekitError(f"{option}: folder {folder} does not exist (named in {name})")
+            files = _image_files(list(folder.glob(str(definition.get("pattern", "*")))), str(folder), option)
         else:
             pattern = str(definition["glob"])
             pattern = pattern if Path(pattern).is_absolute() else str(base / pattern)
-            files = _image_files([Path(p) for p in globlib.glob(pattern, recursive=True)], f"glob {pattern}")
+            files = _image_files([Path(p) for p in globlib.glob(pattern, recursive=True)], f"glob {pattern}", option)
         files = _evenly_spaced(files, count)
-        frames = _load_frames(files, preprocessing)
-        labels = [str(p) for p in files]
+        frames, used, skipped = _load_frames(files, preprocessing, option)
+        labels = [str(p) for p in used]
     holdout = None
     if "holdout" in definition:
-        holdout = _from_definition(definition["holdout"], base, preprocessing, None, f"{name} (holdout)")
+        holdout = _from_definition(
+            definition["holdout"], base, preprocessing, None, f"{name} (holdout)", f"the holdout of {option}"
+        )
     return CalibrationSet(
         name=name,
         frames=frames,
         sources=labels,
         preprocessing=preprocessing,
         holdout=holdout,
+        skipped=skipped,
         synthetic="synthetic" in definition,
     )
 
 
-def load_calibration(spec: Path | str, preprocessing: Preprocessing, count: int | None = None) -> CalibrationSet:
-    """A calibration set from a folder of images, a YAML definition, or a name under ``calibration/``."""
+def load_calibration(
+    spec: Path | str, preprocessing: Preprocessing, count: int | None = None, option: str = "--calib"
+) -> CalibrationSet:
+    """A calibration set from a folder of images, a YAML definition, or a name under ``calibration/``;
+    ``option`` is the flag that named it, for the error messages."""
     path = Path(spec)
     if not path.exists() and (CALIBRATION_DIR / f"{spec}.yaml").is_file():
         path = CALIBRATION_DIR / f"{spec}.yaml"
     if path.is_dir():
-        return _from_definition({"folder": str(path)}, Path.cwd(), preprocessing, count, str(path))
+        return _from_definition({"folder": str(path)}, Path.cwd(), preprocessing, count, str(path), option)
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(CALIBRATION_DIR.glob("*.yaml")))
-        raise EdgekitError(
-            f"calibration source {spec} not found; give a folder of images, a YAML file or one of: {known}"
-        )
+        raise EdgekitError(f"{option} {spec} not found; give a folder of images, a YAML file or one of: {known}")
     if path.suffix.lower() not in (".yaml", ".yml"):
-        raise EdgekitError(f"{path} is neither a folder of images nor a .yaml calibration definition")
+        raise EdgekitError(f"{option} {path} is neither a folder of images nor a .yaml calibration definition")
     try:
         definition = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise EdgekitError(f"cannot read calibration definition {path}: {exc}") from exc
     if not isinstance(definition, dict):
         raise EdgekitError(f"calibration definition {path} must be a YAML mapping")
-    return _from_definition(definition, path.parent, preprocessing, count, str(definition.get("name", path.stem)))
+    name = str(definition.get("name", path.stem))
+    return _from_definition(definition, path.parent, preprocessing, count, name, option)

@@ -7,6 +7,8 @@ Training adds its optimizer/scheduler state under ``training`` so that a resume 
 
 from __future__ import annotations
 
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ import torch
 from torch import nn
 
 from edgekit.board.classes import ClassSet
+from edgekit.board.outputs import medium_failure
 from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
-from edgekit.models import build_model
+from edgekit.models import build_model, check_input_size
 
 FORMAT = "edgekit-checkpoint"
 VERSION = 1
@@ -43,6 +46,10 @@ class Checkpoint:
         load_state_dict_checked(model, self.state_dict, f"checkpoint of {self.model_name}")
         return model.eval()
 
+    def check_input_size(self, what: str) -> None:
+        """The saved input size is one the network takes (older import-weights wrote any size it was given)."""
+        check_input_size(self.model_name, self.preprocessing.input_size, what)
+
     def save(self, path: str | Path) -> Path:
         """Write atomically: an interrupted save never leaves a truncated checkpoint under the final name."""
         path = Path(path)
@@ -59,8 +66,24 @@ class Checkpoint:
             "training": self.training,
         }
         tmp = path.with_name(path.name + ".partial")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        try:
+            # through our own handle: torch's path-based writer reports a full disk as "unexpected pos"
+            with tmp.open("wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(path)
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            cause = _os_error_in(exc)  # torch reports a failed write as RuntimeError("unexpected pos ...")
+            if cause is None:
+                raise
+            failure = medium_failure(
+                cause, path.parent, f"{path} was not written (the previous one, if any, is intact)"
+            )
+            if failure is None:
+                raise EdgekitError(f"cannot write checkpoint {path}: {cause.strerror or cause}") from exc
+            raise failure from exc
         return path
 
     @classmethod
@@ -68,10 +91,15 @@ class Checkpoint:
         path = Path(path)
         if not path.is_file():
             raise EdgekitError(f"checkpoint not found: {path}")
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else gets torch's essay
+            raise EdgekitError(f"{path} is not an edgekit checkpoint: {_what_file_is(path)}")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for truncated/corrupt archives
-            raise EdgekitError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from exc
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise EdgekitError(
+                f"cannot read checkpoint {path} ({exc.__class__.__name__}: {first_line}); it is truncated or corrupt"
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise EdgekitError(
                 f"{path} is not an edgekit checkpoint; official weights are imported with "
@@ -86,6 +114,38 @@ class Checkpoint:
             meta=dict(payload.get("meta") or {}),
             training=payload.get("training"),
         )
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError an exception is, or was raised while handling (torch wraps write errors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is an edgekit checkpoint (the only kind of file a checkpoint may replace)."""
+    try:
+        Checkpoint.load(path)
+    except EdgekitError:
+        return False
+    return True
+
+
+def _what_file_is(path: Path) -> str:
+    """A guess at what a file that is not a torch archive is, for the error message."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if path.suffix == ".onnx" or (head.startswith(b"\x08") and b"pytorch" in head):
+        return "it is an ONNX model (`edgekit run --onnx` runs it; this needs the edgekit .pt/.ckpt checkpoint)"
+    if head.startswith(b"\x80"):
+        return "it is a legacy pickle, not made by edgekit (official weights: `edgekit import-weights`)"
+    if not head:
+        return "the file is empty"
+    return "not a PyTorch file (it is truncated, or something else altogether)"
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:

@@ -30,6 +30,7 @@ from edgekit.board.bundle import (
     META_PREPROCESSING,
 )
 from edgekit.board.classes import ClassSet
+from edgekit.board.outputs import check_output_file
 from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
 
@@ -111,11 +112,35 @@ class OnnxMetadata:
     output_kind: str  # "logits" or "classmap"
 
 
+def load_onnx(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
+    """onnx.load with one-line errors for a missing file or one that is not an ONNX model (text, truncated)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgekitError(f"ONNX model not found: {path}")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise EdgekitError(
+            f"{path} is not a readable ONNX model ({path.stat().st_size:,} bytes; {exc}): truncated, or not ONNX; "
+            "export it again with `edgekit export`"
+        ) from None
+
+
+def is_edgekit_onnx(path: Path) -> bool:
+    """Whether ``path`` is an ONNX written by edgekit (the only kind of file an export may replace)."""
+    try:
+        read_metadata(path)
+    except EdgekitError:
+        return False
+    return True
+
+
 def read_metadata(path: Path, model: onnx.ModelProto | None = None) -> OnnxMetadata:
     """The edgekit metadata of an exported ONNX; a clear error for a bare ONNX from elsewhere."""
-    import onnx
-
-    proto = model if model is not None else onnx.load(str(path), load_external_data=False)
+    proto = model if model is not None else load_onnx(path, load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
     if META_PREPROCESSING not in props or META_CLASSES not in props:
         raise EdgekitError(
@@ -236,11 +261,14 @@ def export_onnx(
     import onnxsim
     import torch
 
+    from edgekit.models import check_input_size
+
     started = time.perf_counter()
-    output = Path(output)
+    output = check_output_file(output, "ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
     preprocessing = checkpoint.preprocessing
     if input_size is not None:
         preprocessing = preprocessing.with_size(*input_size)
+    check_input_size(checkpoint.model_name, preprocessing.input_size)
     width, height = preprocessing.input_size
     model = checkpoint.build()
     wrapped = _deployment_wrapper(model, preprocessing, normalize_in_graph)
@@ -350,8 +378,9 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
     from onnxconverter_common import float16
 
     started = time.perf_counter()
-    src, dst = Path(src), Path(dst)
-    model = onnx.load(str(src))
+    src = Path(src)
+    dst = check_output_file(dst, "FP16 ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
+    model = load_onnx(src)
     with warnings.catch_warnings(record=True) as caught:  # one warning per weight clamped to the FP16 range
         warnings.simplefilter("always")
         # The graph's own Casts stay FP32: the converter rewrites a Cast's output type but not its `to`, which

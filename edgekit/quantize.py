@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.board.metrics import confusion_matrix, iou_per_class, mean_iou, present_classes
+from edgekit.board.outputs import check_output_file
 from edgekit.calibration import CalibrationSet
 from edgekit.errors import EdgekitError
 from edgekit.quant.holdout import CONFIDENT_PROBABILITY, plan_holdout
@@ -182,7 +183,7 @@ def quantize_int8(
     import onnx
 
     from edgekit.board.backends.tensorrt_backend.cache import write_cache
-    from edgekit.export import ort_session
+    from edgekit.export import load_onnx, ort_session
     from edgekit.quant.fold import fold_batchnorm
     from edgekit.quant.qdq import (
         activation_tensors,
@@ -197,14 +198,16 @@ def quantize_int8(
     from edgekit.quant.ranges import collect_stats
 
     started = time.perf_counter()
-    onnx_fp32, output = Path(onnx_fp32), Path(output)
+    onnx_fp32 = Path(onnx_fp32)
     if not onnx_fp32.is_file():
         raise EdgekitError(f"ONNX model not found: {onnx_fp32}")
+    output = Path(output)
+    check_outputs(output, calibration_cache)
     if len(calibration) == 0:
         raise EdgekitError("the calibration set is empty; give a folder with images or a YAML definition")
     if max_drop is not None and not 0 <= max_drop < 1:
         raise EdgekitError(f"--max-drop is a fraction of pixels in [0, 1), got {max_drop}")
-    model = onnx.load(str(onnx_fp32))
+    model = load_onnx(onnx_fp32)
     ensure_node_names(model)
     input_name, input_dtype = _input_info(model)
     if model.graph.output[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
@@ -499,3 +502,18 @@ class _NoProgress:
 
     def advance(self, *args: Any) -> None:
         return None
+
+
+def check_outputs(output: Path, calibration_cache: Path | None) -> None:
+    """The Q/DQ model and cache paths: writable, and replacing only edgekit's own files (before calibrating)."""
+    from edgekit.export import is_edgekit_onnx
+
+    check_output_file(output, "Q/DQ ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
+    if calibration_cache is not None:
+        check_output_file(calibration_cache, "calibration cache", _is_calibration_cache, "a TensorRT calibration cache")
+
+
+def _is_calibration_cache(path: Path) -> bool:
+    """TensorRT calibration caches start with their header line ``TRT-<version>-<algorithm>``."""
+    with path.open("rb") as handle:
+        return handle.read(4) == b"TRT-"

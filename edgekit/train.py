@@ -27,7 +27,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from edgekit.board.classes import ClassSet
+from edgekit.board.interrupts import StopRequest, deferred_interrupts
 from edgekit.board.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, present_classes
+from edgekit.board.outputs import check_output_dir
 from edgekit.board.preprocess import Preprocessing
 from edgekit.board.synthetic import SyntheticScenes
 from edgekit.checkpoint import Checkpoint
@@ -65,15 +67,19 @@ class TrainConfig:
     augment: bool = True
     crop_size: tuple[int, int] | None = None  # train on random crops of this WxH (validation stays at input_size)
     threads: int | None = None  # torch intra-op threads; 1 is fastest on a CPU shared with other jobs
+    overwrite: bool = False  # replace an earlier run in out_dir (otherwise only --resume may write there)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.data = Path(self.data) if self.data is not None else None
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        spec = get_spec(self.model)
+        spec.check_input_size(self.input_size, "--input-size")
         if self.crop_size is not None:
             self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
             if self.crop_size[0] > self.input_size[0] or self.crop_size[1] > self.input_size[1]:
                 raise EdgekitError(f"crop {self.crop_size} must fit in the input size {self.input_size}")
+            spec.check_input_size(self.crop_size, "--crop")
         if self.optimizer not in ("adam", "sgd"):
             raise EdgekitError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.schedule not in ("poly", "cyclic"):
@@ -147,10 +153,12 @@ class _Dist:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
-    def any_(self, flag: bool) -> bool:
+    def any_(self, *flags: bool) -> list[bool]:
+        """Per flag, whether any rank raised it (one all-reduce for all of them)."""
         if self.world == 1:
-            return flag
-        return bool(self.sum_(torch.tensor([int(flag)], device=self.device)).item())
+            return list(flags)
+        summed = self.sum_(torch.tensor([int(f) for f in flags], device=self.device))
+        return [bool(v) for v in summed.tolist()]
 
 
 def _init_distributed() -> _Dist:
@@ -363,6 +371,31 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------------------------------------- training
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "training_curve.png")
+
+
+def is_training_run(folder: Path) -> bool:
+    """Whether every entry of ``folder`` is a file that training writes (the folder is a run, nothing else)."""
+    entries = list(folder.iterdir())
+    return bool(entries) and all(e.name in RUN_FILES or e.name.endswith(".pt.partial") for e in entries)
+
+
+def _check_out_dir(config: TrainConfig) -> bool:
+    """Refuse to write into a folder of other files, or over an earlier run without --resume (of that run) or
+    --overwrite; whether this run continues the one in the folder (else the folder's run files are replaced)."""
+    out = config.out_dir
+    check_output_dir(out, "training output folder", is_training_run, "a training run (best.pt, last.pt, ...)")
+    continues_this_run = config.resume is not None and config.resume.resolve().parent == out.resolve()
+    if not continues_this_run and not config.overwrite and out.is_dir() and is_training_run(out):
+        metrics = out / "metrics.jsonl"
+        epochs = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+        raise EdgekitError(
+            f"{out} already holds a training run ({epochs} epochs in metrics.jsonl); continue it with --resume "
+            f"{out / 'last.pt'}, replace it with --overwrite, or choose another --out"
+        )
+    return continues_this_run
+
+
 def _checkpoint(
     model: nn.Module,
     config: TrainConfig,
@@ -414,14 +447,25 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     started = time.monotonic()
     torch.manual_seed(config.seed)
+    continues_this_run = _check_out_dir(config)
+    if env.world > 1:
+        dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     resume = Checkpoint.load(config.resume) if config.resume else None
     if resume is not None and resume.training is None:
         raise EdgekitError(f"{config.resume} has no training state (only last.pt is resumable); use --init instead")
+    if resume is not None and resume.model_name != config.model:
+        raise EdgekitError(
+            f"{config.resume} is a run of {resume.model_name}, not {config.model}; resume with --model "
+            f"{resume.model_name}"
+        )
     train_source, val_source, classes = _sources(config)
     model, model_kwargs, preprocessing = _build(config, classes)
     if resume is not None:
-        if resume.model_name != config.model or resume.classes.names != classes.names:
-            raise EdgekitError(f"{config.resume} was trained for {resume.model_name} on other classes; cannot resume")
+        if resume.classes.names != classes.names:
+            raise EdgekitError(
+                f"{config.resume} was trained on {resume.num_classes} classes ({', '.join(resume.classes.names[:4])}, "
+                f"...), the data has {len(classes)} ({', '.join(classes.names[:4])}, ...); resume on the same data"
+            )
         model.load_state_dict(resume.state_dict)
     model.to(env.device)
     weights = espnet_class_weights(train_source, len(classes)) if config.class_weighting == "espnet" else None
@@ -459,12 +503,13 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
         "best_miou": -1.0,
         "history": [],
         "skipped": 0,
+        "epoch_losses": [],  # the losses of the epoch in progress: an epoch resumed mid-way reports all its steps
     }
     if resume is not None and resume.training is not None:
         training = resume.training
         optimizer.load_state_dict(training["optimizer"])
         torch.set_rng_state(training["torch_rng"])
-        state.update({k: training[k] for k in state})
+        state.update({k: training[k] for k in state if k in training})
         if env.main:
             console.print(
                 f"resuming {config.resume}: epoch {state['epoch'] + 1}, step {state['step_in_epoch']} of "
@@ -473,8 +518,9 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     config.out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = config.out_dir / "metrics.jsonl"
     best_path, last_path = config.out_dir / "best.pt", config.out_dir / "last.pt"
-    if resume is None and env.main:
-        metrics_path.unlink(missing_ok=True)
+    if not continues_this_run and env.main:
+        for name in RUN_FILES:  # --overwrite: nothing of the earlier run may mix with this one
+            (config.out_dir / name).unlink(missing_ok=True)
     elapsed_before = float(state["elapsed_s"])
     eval_reserve = 0.0  # seconds kept for the validation that ends a budgeted run; measured after each one
     step_seconds: list[float] = []
@@ -506,116 +552,152 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
     if progress:
         progress.start()
     interrupted = False
-    try:
-        out_of_time = False
-        while state["epoch"] < config.epochs and not out_of_time:
-            epoch = int(state["epoch"])
-            sampler.set_epoch(epoch)
-            train_data.set_epoch(epoch)
-            loader = DataLoader(
-                train_data,
-                batch_size=config.batch_size,
-                sampler=_SkipFirst(sampler, int(state["step_in_epoch"]) * config.batch_size),
-                num_workers=config.num_workers,
-                collate_fn=collate,
-                drop_last=drop_last,
-                persistent_workers=False,
-            )
-            task = (
-                progress.add_task(
-                    f"epoch {epoch + 1}/{config.epochs}",
-                    total=steps_per_epoch,
-                    completed=state["step_in_epoch"],
-                    status="",
+    consistent = True  # False while a step or the epoch's bookkeeping is half done: last.pt must not catch that
+    with deferred_interrupts() as stop:
+        try:
+            out_of_time = False
+            while state["epoch"] < config.epochs and not out_of_time:
+                if env.any_(stop.requested)[0]:
+                    raise stop.interrupted()
+                epoch = int(state["epoch"])
+                sampler.set_epoch(epoch)
+                train_data.set_epoch(epoch)
+                loader = DataLoader(
+                    train_data,
+                    batch_size=config.batch_size,
+                    sampler=_SkipFirst(sampler, int(state["step_in_epoch"]) * config.batch_size),
+                    num_workers=config.num_workers,
+                    collate_fn=collate,
+                    drop_last=drop_last,
+                    persistent_workers=False,
+                    # its own seed: a loader drawing from the global RNG would shift it on every resume
+                    generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
                 )
-                if progress
-                else None
-            )
-            train_model.train()
-            losses: list[float] = []
-            for batch in loader:
-                lr = learning_rate(config, progress_fraction())
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                step_started = time.monotonic()
-                loss = _step(train_model, criterion, optimizer, batch, train_size, env.device, env.world > 1)
-                step_seconds.append(time.monotonic() - step_started)
-                for item in batch.skipped:
-                    console.print(f"[yellow]warning: skipped unreadable {item.what}: {item.reason}[/]")
-                state["skipped"] += len(batch.skipped)
-                if loss is not None:
-                    losses.append(loss)
-                state["step_in_epoch"] += 1
-                state["global_step"] += 1
+                task = (
+                    progress.add_task(
+                        f"epoch {epoch + 1}/{config.epochs}",
+                        total=steps_per_epoch,
+                        completed=state["step_in_epoch"],
+                        status="",
+                    )
+                    if progress
+                    else None
+                )
+                train_model.train()
+                losses: list[float] = state["epoch_losses"]
+                for batch in _batches(loader, stop):
+                    lr = learning_rate(config, progress_fraction())
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    step_started = time.monotonic()
+                    consistent = False
+                    loss = _step(train_model, criterion, optimizer, batch, train_size, env.device, env.world > 1)
+                    step_seconds.append(time.monotonic() - step_started)
+                    for item in batch.skipped:
+                        console.print(f"[yellow]warning: skipped unreadable {item.what}: {item.reason}[/]")
+                    state["skipped"] += len(batch.skipped)
+                    if loss is not None:
+                        losses.append(loss)
+                    state["step_in_epoch"] += 1
+                    state["global_step"] += 1
+                    consistent = True
+                    if progress and task is not None:
+                        status = f"loss {np.mean(losses[-20:]):.3f} lr {lr:.2e}" if losses else ""
+                        progress.update(task, advance=1, status=status)
+                        if not console.is_terminal and state["step_in_epoch"] % max(1, steps_per_epoch // 5) == 0:
+                            console.print(f"epoch {epoch + 1} step {state['step_in_epoch']}/{steps_per_epoch}: "
+                                          f"{status} ({elapsed():.0f} s)")  # fmt: skip
+                    if not eval_reserve and step_seconds:
+                        # Before the first validation: a forward pass costs about a third of a training step.
+                        pixel_ratio = (config.input_size[0] * config.input_size[1]) / (train_size[0] * train_size[1])
+                        eval_reserve = float(np.median(step_seconds)) * len(val_loader) * pixel_ratio / 3
+                    budget_spent = bool(config.time_budget_s) and elapsed() + eval_reserve >= float(
+                        config.time_budget_s or 0
+                    )
+                    stop_now, out_of_time = env.any_(stop.requested, budget_spent)
+                    if stop_now:  # the step is complete: last.pt resumes exactly after it
+                        raise stop.interrupted()
+                    if out_of_time:
+                        break
+                if env.any_(stop.requested)[0]:  # requested while a batch was being fetched
+                    raise stop.interrupted()
                 if progress and task is not None:
-                    status = f"loss {np.mean(losses[-20:]):.3f} lr {lr:.2e}" if losses else ""
-                    progress.update(task, advance=1, status=status)
-                    if not console.is_terminal and state["step_in_epoch"] % max(1, steps_per_epoch // 5) == 0:
-                        console.print(f"epoch {epoch + 1} step {state['step_in_epoch']}/{steps_per_epoch}: {status} "
-                                      f"({elapsed():.0f} s)")  # fmt: skip
-                if not eval_reserve and step_seconds:
-                    # Before the first validation: a forward pass costs about a third of a training step.
-                    pixel_ratio = (config.input_size[0] * config.input_size[1]) / (train_size[0] * train_size[1])
-                    eval_reserve = float(np.median(step_seconds)) * len(val_loader) * pixel_ratio / 3
-                budget_spent = bool(config.time_budget_s) and elapsed() + eval_reserve >= float(
-                    config.time_budget_s or 0
-                )
-                if env.any_(budget_spent):
-                    out_of_time = True
-                    break
-            if progress and task is not None:
-                progress.remove_task(task)
-            eval_started = time.monotonic()
-            confusion, _, val_skipped = _confusion(train_model, val_loader, len(classes), env.device, progress)
-            confusion = env.sum_(torch.from_numpy(confusion)).numpy()
-            eval_reserve = 1.2 * (time.monotonic() - eval_started)
-            report = EvalReport(classes, confusion, 0, val_skipped)
-            loss_sum = env.sum_(torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64))
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": float(loss_sum[0]) / max(float(loss_sum[1]), 1.0),
-                "lr": learning_rate(config, progress_fraction()),
-                "miou": report.miou,
-                "pixel_accuracy": report.pixel_accuracy,
-                "iou": report.per_class(),
-                "elapsed_s": round(elapsed(), 1),
-                "skipped": int(state["skipped"]) + val_skipped,
-                "partial_epoch": out_of_time,
-            }
-            state["history"].append(record)
-            state["epoch"] += 1
-            state["step_in_epoch"] = 0
-            meta = {
-                "miou": report.miou,
-                "iou": report.per_class(),
-                "epoch": epoch + 1,
-                "trained_with": config.to_dict(),
-            }
-            if env.main:
-                with metrics_path.open("a") as stream:
-                    stream.write(json.dumps(record) + "\n")
+                    progress.remove_task(task)
+                eval_started = time.monotonic()
+                confusion, _, val_skipped = _confusion(train_model, val_loader, len(classes), env.device, progress)
+                confusion = env.sum_(torch.from_numpy(confusion)).numpy()
+                eval_reserve = 1.2 * (time.monotonic() - eval_started)
+                report = EvalReport(classes, confusion, 0, val_skipped)
+                loss_sum = env.sum_(torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64))
+                consistent = False
+                record = {
+                    "epoch": epoch + 1,
+                    "train_loss": float(loss_sum[0]) / max(float(loss_sum[1]), 1.0),
+                    "lr": learning_rate(config, progress_fraction()),
+                    "miou": report.miou,
+                    "pixel_accuracy": report.pixel_accuracy,
+                    "iou": report.per_class(),
+                    "elapsed_s": round(elapsed(), 1),
+                    "skipped": int(state["skipped"]) + val_skipped,
+                    "partial_epoch": out_of_time,
+                }
+                state["history"].append(record)
+                state["epoch"] += 1
+                state["step_in_epoch"] = 0
+                state["epoch_losses"] = []
+                meta = {
+                    "miou": report.miou,
+                    "iou": report.per_class(),
+                    "epoch": epoch + 1,
+                    "trained_with": config.to_dict(),
+                }
+                if env.main:
+                    with metrics_path.open("a") as stream:
+                        stream.write(json.dumps(record) + "\n")
+                    console.print(
+                        f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val mIoU {report.miou:.4f}  "
+                        f"pixel acc {report.pixel_accuracy:.4f}  ({record['elapsed_s']:.0f} s)"
+                    )
+                    if report.miou > state["best_miou"]:
+                        _checkpoint(model, config, classes, model_kwargs, preprocessing, meta).save(best_path)
+                state["best_miou"] = max(state["best_miou"], report.miou)  # every rank: the confusion is all-reduced
+                save_last(meta)
+                consistent = True
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            if progress:
+                progress.stop()
+            if interrupted and env.main and consistent:
+                save_last({"interrupted": True, "epoch": state["epoch"]})
                 console.print(
-                    f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val mIoU {report.miou:.4f}  "
-                    f"pixel acc {report.pixel_accuracy:.4f}  ({record['elapsed_s']:.0f} s)"
+                    f"interrupted: saved {last_path} after step {state['step_in_epoch']} of epoch "
+                    f"{state['epoch'] + 1}; continue with the same command plus --resume {last_path}"
                 )
-                if report.miou > state["best_miou"]:
-                    _checkpoint(model, config, classes, model_kwargs, preprocessing, meta).save(best_path)
-            state["best_miou"] = max(state["best_miou"], report.miou)  # every rank: the confusion is all-reduced
-            save_last(meta)
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        if progress:
-            progress.stop()
-        if interrupted and env.main:
-            save_last({"interrupted": True, "epoch": state["epoch"]})
-            console.print(f"interrupted: saved {last_path}; continue with the same command plus --resume {last_path}")
+            elif interrupted and env.main:
+                console.print(f"interrupted mid-step: {last_path} was not updated (it holds the previous save)")
     if env.main and state["history"]:
         _plot(state["history"], config.out_dir / "training_curve.png")
     if state["skipped"] and env.main:
         console.print(f"[yellow]{state['skipped']} unreadable training samples were skipped[/]")
     return TrainResult(best_path, last_path, float(state["best_miou"]), list(state["history"]))
+
+
+def _batches(loader: DataLoader, stop: StopRequest) -> Iterator[Batch]:
+    """The loader's batches; once a stop is requested a failing fetch (a Ctrl-C reaches the loader's worker
+    processes too, and they exit) ends the epoch early instead of raising, so the stop is handled after it."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception:
+            if stop.requested:
+                return
+            raise
+        yield batch
 
 
 def _step(

@@ -137,12 +137,16 @@ def test_unknown_model_and_missing_file_are_clear_errors(tmp_path: Path) -> None
 
 
 def test_encoder_weights_into_the_full_espnet_name_the_difference(shared: Path) -> None:
-    with pytest.raises(EdgekitError, match=r"missing keys.*unexpected keys.*holds espnet-c weights \(p=2, q=8\)"):
+    with pytest.raises(
+        EdgekitError, match=r"holds espnet-c weights \(p=2, q=8\), not espnet: .*missing keys.*unexpected keys"
+    ):
         load_official("espnet", shared / "weights/espnet/encoder/espnet_p_2_q_8.pth")
 
 
 def test_other_width_names_the_shape_differences(shared: Path) -> None:
-    with pytest.raises(EdgekitError, match=r"shape mismatches.*holds espnetv2-s2.0 weights \(s=2.0\)"):
+    with pytest.raises(
+        EdgekitError, match=r"holds espnetv2-s2.0 weights \(s=2.0\), not espnetv2-s1.0: .*shape mismatches"
+    ):
         load_official("espnetv2-s1.0", shared / "weights/espnetv2/espnetv2_s_2.0_city_512x256.pth")
 
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-import edgekit.train as training
 from edgekit.board.synthetic import generate_scene
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.train import TrainConfig, TrainResult, learning_rate, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
     "input_size": (64, 32),
@@ -51,30 +56,125 @@ def test_train_writes_checkpoints_metrics_and_curve(synthetic_run: TrainResult) 
     assert best.build()(torch.zeros(1, 3, 32, 64)).shape == (1, 19, 32, 64)
 
 
-def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = {"model": "espnet", "data": None, "epochs": 2, "seed": 3, **TINY}
-    straight = train(TrainConfig(out_dir=tmp_path / "straight", **config))  # type: ignore[arg-type]
+RESUMABLE = {"model": "espnet-c", "epochs": 2, "seed": 3, **TINY, "synthetic_train": 16}  # 8 steps an epoch
 
-    real_step = training._step
-    calls = {"n": 0}
 
-    def interrupted_step(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 3:  # the first step of the second epoch
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
+def _train_command(config: dict[str, Any], out: Path) -> list[str]:
+    """The `edgekit train` command line of a TrainConfig keyword set (the CLI's other defaults are the config's)."""
+    width, height = config["input_size"]
+    return [
+        sys.executable, "-m", "edgekit", "train", "--model", config["model"], "--epochs", str(config["epochs"]),
+        "--seed", str(config["seed"]), "--input-size", f"{width}x{height}", "--batch-size", str(config["batch_size"]),
+        "--workers", str(config["num_workers"]), "--synthetic-train", str(config["synthetic_train"]),
+        "--synthetic-val", str(config["synthetic_val"]), "--threads", str(config["threads"]), "--out", str(out),
+    ]  # fmt: skip
 
-    monkeypatch.setattr(training, "_step", interrupted_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(out_dir=tmp_path / "cut", **config))  # type: ignore[arg-type]
-    monkeypatch.setattr(training, "_step", real_step)
-    saved = Checkpoint.load(tmp_path / "cut" / "last.pt")
-    assert saved.training is not None and saved.training["epoch"] == 1 and saved.training["step_in_epoch"] == 0
-    resumed = train(TrainConfig(out_dir=tmp_path / "cut", resume=tmp_path / "cut" / "last.pt", **config))  # type: ignore[arg-type]
 
-    a, b = Checkpoint.load(straight.last).state_dict, Checkpoint.load(resumed.last).state_dict
-    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
-    assert [h["miou"] for h in resumed.history] == pytest.approx([h["miou"] for h in straight.history])
+def _assert_equal_tensors(a: Any, b: Any, where: str) -> None:
+    """Bit-exact equality of nested dicts/lists of tensors and numbers."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_equal_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_equal_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _metrics(folder: Path) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("elapsed_s")  # wall time is the one thing an interrupted run cannot share
+    return records
+
+
+def test_sigterm_mid_epoch_saves_a_last_pt_that_resumes_bit_exactly(tmp_path: Path) -> None:
+    """A real SIGTERM in the second epoch; the resumed run equals the uninterrupted one exactly: weights,
+    BatchNorm buffers, optimizer state and the metrics log (the interrupted step must not touch BN stats)."""
+    straight = train(TrainConfig(out_dir=tmp_path / "straight", data=None, **RESUMABLE))  # type: ignore[arg-type]
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(_train_command(RESUMABLE, cut), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # the progress lines say where training is: signal it mid-way through epoch 2
+        if line.startswith("epoch 2 step"):
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM, rest
+    assert "Traceback" not in rest and "interrupted (SIGTERM)" in rest
+    assert not list(cut.glob("*.partial"))
+    saved = Checkpoint.load(cut / "last.pt")
+    assert saved.training is not None and saved.training["epoch"] == 1 and 0 < saved.training["step_in_epoch"] < 8
+
+    resumed = train(TrainConfig(out_dir=cut, data=None, resume=cut / "last.pt", **RESUMABLE))  # type: ignore[arg-type]
+    a, b = Checkpoint.load(straight.last), Checkpoint.load(resumed.last)
+    _assert_equal_tensors(a.state_dict, b.state_dict, "state_dict")  # BatchNorm running stats and counts included
+    assert a.training is not None and b.training is not None
+    _assert_equal_tensors(a.training["optimizer"], b.training["optimizer"], "optimizer")
+    _assert_equal_tensors(a.training["torch_rng"], b.training["torch_rng"], "torch_rng")
+    assert _metrics(tmp_path / "straight") == _metrics(cut)
+
+
+def test_train_onto_an_earlier_run_needs_resume_or_overwrite(
+    synthetic_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = synthetic_run.best.parent
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    args = ["train", "--model", "espnet-c", "--input-size", "64x32", "--batch-size", "2", "--workers", "0",
+            "--synthetic-train", "4", "--synthetic-val", "2", "--threads", "1", "--epochs", "1"]  # fmt: skip
+    assert main([*args, "--out", str(run)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "already holds a training run" in error and "--resume" in error and "--overwrite" in error
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    assert main([*args, "--out", str(mine), "--overwrite"]) == 2  # --overwrite replaces runs, never other files
+    assert "is not a training run" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name, data in before.items():
+        (copy / name).write_bytes(data)
+    (copy / "metrics.jsonl").write_text((copy / "metrics.jsonl").read_text() * 3)  # an "earlier, longer" run
+    assert main([*args, "--out", str(copy), "--overwrite"]) == 0
+    assert len((copy / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resuming_with_another_model_names_both_models(
+    synthetic_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--model", "espnet", "--input-size", "64x32", "--synthetic-train", "4", "--synthetic-val", "2",
+            "--resume", str(synthetic_run.last), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is a run of espnet-c, not espnet" in error and "--model espnet-c" in error and "classes" not in error
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        code = main(["train", "--model", "espnet-c", "--input-size", "64x32", "--batch-size", "2", "--workers", "0",
+                     "--synthetic-train", "4", "--synthetic-val", "2", "--threads", "1", "--epochs", "1",
+                     "--out", str(disk / "run")])  # fmt: skip
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2 and "no space left on the device" in error and "was not written" in error
+        assert not list(disk.rglob("*.partial")) and not (disk / "run" / "best.pt").exists()
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
 def _road_dataset(data: Path, count: int) -> Path:

@@ -55,10 +55,26 @@ def _cell(row: Row) -> str:
 
 
 def collect(paths: list[Path]) -> tuple[list[dict[str, Any]], list[Row]]:
-    documents = [load_results(path) for path in paths]
-    if not documents:
+    """Every result of every file; a file given twice, or one device's combination measured in two files, is
+    an error (the report would show one measurement twice, or two for one cell, without saying which)."""
+    if not paths:
         raise EdgekitError("no result files given; run `edgekit bench ... -o results.json` first")
-    rows = [Row(doc["tier"], result) for doc in documents for result in doc["results"]]
+    first_of: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in first_of:
+            raise EdgekitError(f"{path} is given twice (as {first_of[path.resolve()]} too); give each file once")
+        first_of[path.resolve()] = path
+    documents = [load_results(path) for path in paths]
+    measured_in: dict[tuple[str, str], Path] = {}
+    rows = []
+    for path, doc in zip(paths, documents, strict=True):
+        for result in doc["results"]:
+            row = Row(doc["tier"], result)
+            key = (row.tier, row.label)
+            if key in measured_in:
+                raise EdgekitError(f"{path} and {measured_in[key]} both hold {row.label} on {row.tier}; keep one")
+            measured_in[key] = path
+            rows.append(row)
     return documents, rows
 
 

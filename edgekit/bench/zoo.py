@@ -22,6 +22,7 @@ def zoo_workloads(config: BenchConfig, workdir: Path) -> Iterator[Workload]:
     for name in config.models:
         spec = get_spec(name)
         for size in config.sizes:
+            spec.check_input_size(size, "--sizes")
 
             def module(name: str = name) -> Any:
                 return build_model(name, num_classes=config.num_classes).eval()

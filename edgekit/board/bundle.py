@@ -11,6 +11,7 @@ preprocessing. Torch-free and Python 3.6: boards read bundles.
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from dataclasses import MISSING, dataclass, field, fields
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from edgekit.board.classes import ClassSet
+from edgekit.board.outputs import check_output_dir
 from edgekit.board.preprocess import Preprocessing
 from edgekit.errors import EdgekitError
 
@@ -286,14 +288,50 @@ def _check_manifest_digest(data: Dict[str, Any], path: Path) -> None:
         )
 
 
+def is_bundle(root: Path) -> bool:
+    """Whether ``root`` holds an edgekit bundle manifest (the only kind of folder a build may replace)."""
+    try:
+        return json.loads((root / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
 class BundleWriter:
-    """Stage a bundle in a temporary sibling folder; ``commit`` hashes the files and renames it into place."""
+    """Stage a bundle in a temporary sibling folder; ``commit`` hashes the files and renames it into place.
+
+    The destination must be new, empty or an existing bundle: anything else is refused before any work. The
+    staging folder is named ``.NAME.partial-PID-HEX`` so that one left by a killed build (SIGKILL, power loss)
+    is recognised as stale by the next build of the same bundle and removed.
+    """
 
     def __init__(self, destination: Union[str, Path]) -> None:
-        self.destination = Path(destination).resolve()
+        self.destination = check_output_dir(
+            Path(destination).absolute(), "bundle folder", is_bundle, "an edgekit bundle"
+        ).resolve()
         self.destination.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = self.destination.with_name(f".{self.destination.name}.partial-{uuid.uuid4().hex[:8]}")
+        self._remove_stale_staging()
+        self.staging = self.destination.with_name(
+            f".{self.destination.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         self.staging.mkdir()
+
+    def _remove_stale_staging(self) -> None:
+        """Remove the staging (and replaced-bundle) folders of builds of this bundle whose process is gone."""
+        for kind in ("partial", "old"):
+            for leftover in self.destination.parent.glob(f".{self.destination.name}.{kind}-*"):
+                pid_text = leftover.name.rsplit("-", 2)[-2]
+                if leftover.is_dir() and pid_text.isdigit() and not _process_alive(int(pid_text)):
+                    shutil.rmtree(str(leftover), ignore_errors=True)
 
     def path(self, relative: str) -> Path:
         """Where to write a bundle file while staging."""
@@ -310,13 +348,15 @@ class BundleWriter:
         full = {"format": FORMAT, "version": VERSION, **manifest.to_json(), "files": files}
         full[MANIFEST_DIGEST] = manifest_digest(full)
         (self.staging / MANIFEST).write_text(json.dumps(full, indent=2) + "\n")
-        if self.destination.exists():
-            backup = self.destination.with_name(f".{self.destination.name}.old-{uuid.uuid4().hex[:8]}")
+        if self.destination.exists() and any(self.destination.iterdir()):
+            # re-checked here: the folder may have been filled while the build ran
+            check_output_dir(self.destination, "bundle folder", is_bundle, "an edgekit bundle")
+            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             self.destination.rename(backup)
             self.staging.rename(self.destination)
             shutil.rmtree(backup)
         else:
-            self.staging.rename(self.destination)
+            self.staging.replace(self.destination)  # an empty folder is replaced atomically
         return Bundle(root=self.destination, manifest=manifest, files=files)
 
     def abort(self) -> None:

@@ -587,7 +587,10 @@ def model_inputs(model: Union[Bundle, Path]) -> Tuple[Preprocessing, ClassSet]:
         # Only the metadata is wanted here (the backend loads the model for inference): skip graph optimisation.
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's InvalidProtobuf/Fail/... for text or truncated files
+            raise EdgekitError(f"{model} is not a loadable ONNX model (truncated, or not ONNX): {exc}") from None
         meta = session.get_modelmeta().custom_metadata_map
         if META_PREPROCESSING not in meta or META_CLASSES not in meta:
             raise EdgekitError(

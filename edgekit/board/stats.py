@@ -90,7 +90,9 @@ class RunStats:
     frames_skipped: int = 0  # unreadable frames (a corrupt image in a folder) skipped and counted
     skipped: List[str] = field(default_factory=list)  # what was skipped and why
     duration_s: float = 0.0  # wall time from the first frame taken to the last frame written
-    fps: float = 0.0  # steady-state end-to-end throughput: (frames_out - 1) / (last output - first output)
+    # steady-state end-to-end throughput: (frames_out - 1) / (last output - first output); None below 2 frames,
+    # where there is no interval to divide by (not 0.0, which reads as a measured stall)
+    fps: Optional[float] = None
     # end_to_end (capture to written) and per stage; "capture" is the wait for the next frame (for a live source,
     # the time until a newer one arrives), the others are the stage's own work
     latency: Dict[str, Dict[str, Optional[Union[float, int]]]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 from edgekit import __version__
+from edgekit.board.interrupts import Interrupted, sigterm_as_interrupt
 from edgekit.errors import EdgekitError
 
 # Module names under edgekit.cli, in pipeline order (the order `edgekit --help` lists them).
@@ -72,10 +73,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         return 2
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():  # SIGTERM cleans up like Ctrl-C (staging removed, last.pt saved)
+            return int(args.func(args) or 0)
     except EdgekitError as exc:
         print(f"edgekit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"edgekit {args.command}: interrupted ({exc})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"edgekit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from edgekit.cli.common import console, parse_size
+from edgekit.cli.common import console, non_negative_int, parse_size, positive_float, positive_int
 
 
 def _csv(text: str) -> List[str]:
@@ -42,18 +42,28 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch", type=_batches, default=[1], help="batch sizes, e.g. 1,4 (default 1)")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     parser.add_argument("--device", default="auto", help="onnxruntime: auto/cpu/cuda/tensorrt; torch: auto/cpu/cuda")
-    parser.add_argument("--threads", type=int, default=0, help="CPU inference threads (default: the runtime's)")
-    parser.add_argument("--classes", type=int, default=20, help="output classes of zoo models (default 20)")
+    parser.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU inference threads (default: the runtime's)"
+    )
+    parser.add_argument("--classes", type=positive_int, default=20, help="output classes of zoo models (default 20)")
     parser.add_argument("--images", type=Path, help="folder of real frames: timed input, accuracy, pipeline video")
     parser.add_argument("--labels", type=Path, help="folder of label PNGs named like --images (gives mIoU)")
     parser.add_argument("--video", type=Path, help="video file for the full-pipeline FPS (default: from --images)")
-    parser.add_argument("--pipeline-frames", type=int, default=60, help="synthetic video length (0: no pipeline)")
+    parser.add_argument(
+        "--pipeline-frames", type=non_negative_int, default=60, help="synthetic video length (0: no pipeline)"
+    )
     parser.add_argument("--target", help="target profile (targets/*.yaml) whose peak_gmacs gives fraction of peak")
-    parser.add_argument("--budget", type=float, default=20.0, help="seconds of timed runs per combination (20)")
-    parser.add_argument("--target-ci", type=float, default=0.02, help="stop when the median's 95%% CI is ±this (0.02)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
-    parser.add_argument("--min-runs", type=int, default=20, help="timed runs at least (default 20)")
-    parser.add_argument("--profile-runs", type=int, default=10, help="runs in the per-layer profile (0 turns it off)")
+    parser.add_argument(
+        "--budget", type=positive_float, default=20.0, help="seconds of timed runs per combination (20)"
+    )
+    parser.add_argument(
+        "--target-ci", type=positive_float, default=0.02, help="stop when the median's 95%% CI is ±this (0.02)"
+    )
+    parser.add_argument("--warmup", type=non_negative_int, default=5, help="untimed runs first (default 5)")
+    parser.add_argument("--min-runs", type=positive_int, default=20, help="timed runs at least (default 20)")
+    parser.add_argument(
+        "--profile-runs", type=non_negative_int, default=10, help="runs in the per-layer profile (0 turns it off)"
+    )
     parser.add_argument("--no-torch-baseline", action="store_true", help="skip the ESPNet authors' naive loop")
     parser.add_argument("--no-channels-last", action="store_true", help="torch backend: keep NCHW memory format")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="torch backend: no CUDA graph replay")
@@ -67,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
     from edgekit.board.measure.bench import Bench, BenchConfig, write_results
     from edgekit.board.measure.timing import StopRule
+    from edgekit.board.outputs import check_output_dir, check_output_file
     from edgekit.errors import EdgekitError
 
+    check_output_file(args.output, "-o results file")  # before the run, not after it
+    if args.workdir:
+        check_output_dir(args.workdir, "--workdir")
     images: List[Path] = []
     if args.images is not None:
         if not args.images.is_dir():

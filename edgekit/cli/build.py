@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgekit.cli.common import console, parse_size
+from edgekit.cli.common import console, non_negative_int, parse_size, positive_float, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -20,14 +20,18 @@ def register(subparsers: Any) -> None:
     source.add_argument("--weights", type=Path, help="official .pth weights to import (e.g. espnet_p_2_q_8.pth)")
     parser.add_argument("--data", type=Path, help="Cityscapes-layout folder to train on (default: synthetic scenes)")
     parser.add_argument("--calib", help="INT8 calibration: folder of frames, YAML, or name (default: default)")
-    parser.add_argument("--calib-count", type=int, help="use at most N calibration images")
+    parser.add_argument("--calib-count", type=positive_int, help="use at most N calibration images")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the target's")
     parser.add_argument("--strict", action="store_true", help="fail instead of substituting an available precision")
     parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the target's)")
-    parser.add_argument("--train-seconds", type=float, default=300.0, help="training time budget (default 300)")
+    parser.add_argument(
+        "--train-seconds", type=positive_float, default=300.0, help="training time budget (default 300)"
+    )
     parser.add_argument("--train-size", type=parse_size, help="training crop WxH (default: half the input size)")
-    parser.add_argument("--eval-scenes", type=int, default=8, help="held-out scenes for the accuracy figures")
-    parser.add_argument("--dla-core", type=int, help="build for this DLA core (GPU fallback on) where compiling")
+    parser.add_argument("--eval-scenes", type=positive_int, default=8, help="held-out scenes for the accuracy figures")
+    parser.add_argument(
+        "--dla-core", type=non_negative_int, help="build for this DLA core (GPU fallback on) where compiling"
+    )
     parser.add_argument("--no-compile", action="store_true", help="never build the engine here, only the bundle")
     parser.add_argument("-o", "--output", type=Path, help="bundle folder (default runs/bundles/MODEL-TARGET)")
     parser.set_defaults(func=run)

@@ -22,6 +22,12 @@ DEMO_DIR = Path("runs/demo")
 SHARED_SEQUENCE = Path("..") / "shared" / "samples" / "labelme-street-sequence"
 SYNTHETIC = {"frames": 60, "size": (640, 360), "fps": 15.0, "seed": 0}
 SAMPLE_FPS = 5.0  # the shared sequence has five frames: one second of video
+DEMO_FILES = ("overlay.mp4", "stats.json", "synthetic-street.mp4")  # what a demo writes into --out-dir
+
+
+def is_demo_folder(folder: Path) -> bool:
+    """Whether every entry of ``folder`` is a file the demo writes (so a rerun may replace them)."""
+    return all(entry.name in DEMO_FILES for entry in folder.iterdir())
 
 
 def register(subparsers: Any) -> None:
@@ -69,11 +75,13 @@ def sample_source(bundle: Path, out_dir: Path) -> Tuple[str, Optional[float], st
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.board.outputs import check_output_dir
     from edgekit.cli.common import console
 
     setup_logging()
     bundle = args.bundle or default_bundle()
     out_dir: Path = args.out_dir
+    check_output_dir(out_dir, "--out-dir", is_demo_folder, f"a demo output folder (only {', '.join(DEMO_FILES)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     args.stats = args.stats or out_dir / "stats.json"
     if args.source is None:

@@ -39,7 +39,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.board.outputs import check_output_file
     from edgekit.board.targets import load_target
+    from edgekit.export import is_edgekit_onnx
+
+    # every output before torch loads (export_onnx checks its own again, for library callers)
+    outputs = [args.output, *([args.output.with_suffix(".fp16.onnx")] if args.fp16 else [])]
+    for onnx_path in outputs:
+        check_output_file(onnx_path, "ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
+    if args.json:
+        check_output_file(args.json, "--json file")
     from edgekit.checkpoint import Checkpoint
     from edgekit.export import classmap_head_for, convert_fp16, export_onnx, export_opset
 

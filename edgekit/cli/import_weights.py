@@ -24,6 +24,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.board.outputs import check_output_file
+
+    check_output_file(args.output, "checkpoint", _is_checkpoint, "an edgekit checkpoint")
     from edgekit.models.official import import_official
     from edgekit.models.stats import count_params
 
@@ -43,3 +46,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"  sha256 {checkpoint.meta['official_sha256']}")
     console.print(f"wrote {path}")
     return 0
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Imports torch only when there is a file to recognise, so a bad -o fails at once."""
+    from edgekit.checkpoint import is_checkpoint
+
+    return is_checkpoint(path)

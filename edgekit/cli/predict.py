@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
+    from edgekit.board.outputs import check_output_dir
+
+    check_output_dir(args.output, "--output folder")
     from edgekit.checkpoint import Checkpoint
     from edgekit.predict import list_images, predict_files
 

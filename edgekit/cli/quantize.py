@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Tuple
 
-from edgekit.cli.common import console
+from edgekit.cli.common import console, fraction, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -32,10 +32,10 @@ def register(subparsers: Any) -> None:
         help="activation ranges (default percentile: measured best for ESPNet/ESPNetv2, see README)",
     )
     parser.add_argument(
-        "--max-drop", type=float, default=0.03, help="largest share of hold-out pixels allowed to change (0.03)"
+        "--max-drop", type=fraction, default=0.03, help="largest share of hold-out pixels allowed to change (0.03)"
     )
     parser.add_argument("--no-mixed", action="store_true", help="quantize every conv; only report the agreement")
-    parser.add_argument("--count", type=int, help="use at most this many calibration images")
+    parser.add_argument("--count", type=positive_int, help="use at most this many calibration images")
     parser.add_argument(
         "--holdout",
         metavar="DIR_OR_YAML",
@@ -52,8 +52,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgekit.calibration import load_calibration
     from edgekit.export import read_metadata
-    from edgekit.quantize import quantize_int8
+    from edgekit.quantize import check_outputs, quantize_int8
 
+    check_outputs(args.output, args.output.with_suffix(".calib"))
+    if args.json:
+        from edgekit.board.outputs import check_output_file
+
+        check_output_file(args.json, "--json file")
     if args.checkpoint is not None:
         from edgekit.checkpoint import Checkpoint
 
@@ -68,9 +73,13 @@ def run(args: argparse.Namespace) -> int:
         metadata = read_metadata(args.onnx)
         preprocessing, input_dtype = metadata.preprocessing, metadata.input_dtype
     calibration = load_calibration(args.calib, preprocessing, args.count)
+    for note in calibration.notes:
+        console.print(f"[yellow]warning:[/] {note}")
     holdout = names = None
     if args.holdout:
-        held = load_calibration(args.holdout, preprocessing)
+        held = load_calibration(args.holdout, preprocessing, option="--holdout")
+        for note in held.notes:
+            console.print(f"[yellow]warning:[/] {note}")
         holdout, names = list(held.inputs(input_dtype)), held.sources
     console.print(f"calibrating on {len(calibration)} images of {calibration.name} ({args.method})")
     report = quantize_int8(
@@ -101,17 +110,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _has_metadata(path: Path) -> bool:
     from edgekit.errors import EdgekitError
-    from edgekit.export import read_metadata
+    from edgekit.export import load_onnx, read_metadata
 
+    model = load_onnx(path, load_external_data=False)  # not an ONNX at all: its own error, not "no metadata"
     try:
-        read_metadata(path)
+        read_metadata(path, model)
     except EdgekitError:
         return False
     return True
 
 
 def _onnx_size(path: Path) -> Tuple[int, int]:
-    import onnx
+    from edgekit.export import load_onnx
 
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    dims = load_onnx(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
     return int(dims[3].dim_value), int(dims[2].dim_value)

@@ -32,35 +32,40 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Output, backend and pipeline flags shared by `edgekit run` and `edgekit demo`."""
     from edgekit.board.backends import BACKENDS
     from edgekit.board.pipeline import STAGE_NICENESS
+    from edgekit.cli.common import fraction, non_negative_int, positive_float, positive_int
 
     out = parser.add_argument_group("outputs (several at once; none = throughput only)")
     out.add_argument("--output", type=Path, help="write the overlay video (.mp4, .avi)")
     out.add_argument("--save-frames", type=Path, metavar="DIR", help="write one overlay PNG per frame")
     out.add_argument("--serve", metavar="[HOST]:PORT", help="MJPEG live view for a browser, e.g. :8080")
     out.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
-    out.add_argument("--output-fps", type=float, help="frame rate of --output (default: the source's, else 30)")
+    out.add_argument(
+        "--output-fps", type=positive_float, help="frame rate of --output (default: the source's, else 30)"
+    )
     out.add_argument("--stats", type=Path, help="write the run statistics as JSON")
     run = parser.add_argument_group("backend and pipeline")
     run.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: TensorRT engine if usable")
-    run.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
+    run.add_argument("--threads", type=non_negative_int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
     run.add_argument("--no-spin", action="store_true", help="onnxruntime workers sleep instead of busy-waiting")
     run.add_argument(
-        "--measure-inference", type=int, default=0, metavar="N",
+        "--measure-inference", type=non_negative_int, default=0, metavar="N",
         help="first time N inferences alone on the first frame, to compare the pipeline FPS with",
     )  # fmt: skip
-    run.add_argument("--max-frames", type=int, help="stop after N frames")
-    run.add_argument("--stall-timeout", type=float, default=10.0, help="seconds without a frame = stalled (10)")
-    run.add_argument("--queue-size", type=int, default=2, help="frames buffered between stages (2)")
-    run.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
+    run.add_argument("--max-frames", type=positive_int, help="stop after N frames")
+    run.add_argument(
+        "--stall-timeout", type=positive_float, default=10.0, help="seconds without a frame = stalled (10)"
+    )
+    run.add_argument("--queue-size", type=positive_int, default=2, help="frames buffered between stages (2)")
+    run.add_argument("--alpha", type=fraction, default=0.5, help="overlay opacity from 0 to 1 (0.5)")
     run.add_argument(
         "--stage-niceness", type=int, default=STAGE_NICENESS, metavar="N",
         help=f"run every stage but inference N steps nicer, so inference gets the CPU first "
         f"(Linux; 0 = equal priority; default {STAGE_NICENESS})",
     )  # fmt: skip
     cam = parser.add_argument_group("camera requests (v4l2://, csi://)")
-    cam.add_argument("--width", type=int, help="capture width")
-    cam.add_argument("--height", type=int, help="capture height")
-    cam.add_argument("--fps", type=float, help="capture rate")
+    cam.add_argument("--width", type=positive_int, help="capture width")
+    cam.add_argument("--height", type=positive_int, help="capture height")
+    cam.add_argument("--fps", type=positive_float, help="capture rate")
 
 
 def setup_logging() -> None:
@@ -80,6 +85,18 @@ def camera_options(args: argparse.Namespace) -> Dict[str, Any]:
     return {key: value for key, value in requests.items() if value is not None}
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path the flags name, checked before the model loads (not after the run, losing it)."""
+    from edgekit.board.outputs import check_output_dir, check_output_file
+
+    if args.output:
+        check_output_file(args.output, "--output video")
+    if args.save_frames:
+        check_output_dir(args.save_frames, "--save-frames folder")
+    if args.stats:
+        check_output_file(args.stats, "--stats file")
+
+
 def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     """Open backend, source and sinks from the parsed flags, run, print a summary; the exit status."""
     from edgekit.board.opencv import describe_opencv
@@ -91,6 +108,7 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
     from edgekit.board.sources import open_source
     from edgekit.cli.common import console
 
+    check_outputs(args)
     resolved = resolve_model(model)
     preprocessing, classes = model_inputs(resolved)
     name, _ = choose_backend(resolved, args.backend)
@@ -111,9 +129,10 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
             inference_only_iterations=args.measure_inference, max_frames=args.max_frames, alpha=args.alpha,
             stats_path=args.stats, progress=console, stage_niceness=args.stage_niceness,
         )  # fmt: skip
+    rate = "FPS not measured (a rate needs 2 frames)" if stats.fps is None else f"{stats.fps:.2f} FPS end-to-end"
     summary = (
         f"{stats.frames_out} frames out of {stats.frames_in} in, {stats.frames_dropped} dropped, "
-        f"{stats.frames_skipped} skipped; {stats.fps:.2f} FPS end-to-end"
+        f"{stats.frames_skipped} skipped; {rate}"
     )
     e2e = stats.latency.get("end_to_end", {})
     if e2e.get("p50_ms") is not None:

@@ -4,10 +4,19 @@ from edgekit.models import espnet as espnet
 from edgekit.models import espnetv2 as espnetv2
 from edgekit.models import litehrnet as litehrnet
 from edgekit.models import lpsnet as lpsnet
-from edgekit.models.registry import ModelSpec, available_models, build_model, get_spec, register
+from edgekit.models.registry import ModelSpec, available_models, build_model, check_input_size, get_spec, register
 
 # isort: split
 # After the registry: official imports checkpoint, which imports build_model from this package.
 from edgekit.models.official import import_official, load_official
 
-__all__ = ["ModelSpec", "available_models", "build_model", "get_spec", "import_official", "load_official", "register"]
+__all__ = [
+    "ModelSpec",
+    "available_models",
+    "build_model",
+    "check_input_size",
+    "get_spec",
+    "import_official",
+    "load_official",
+    "register",
+]

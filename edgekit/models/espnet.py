@@ -226,5 +226,5 @@ def build_espnet_c(num_classes: int = 20, p: int = 2, q: int = 8) -> ESPNetC:
     return ESPNetC(classes=num_classes, p=p, q=q)
 
 
-register(ModelSpec("espnet", build_espnet, (1024, 512), PAPER, ESPNET_CITYSCAPES, {"p": 2, "q": 8}))
+register(ModelSpec("espnet", build_espnet, (1024, 512), PAPER, ESPNET_CITYSCAPES, {"p": 2, "q": 8}, 8, 8))
 register(ModelSpec("espnet-c", build_espnet_c, (1024, 512), PAPER, ESPNET_CITYSCAPES, {"p": 2, "q": 8}))

@@ -401,4 +401,4 @@ def build_espnetv2(num_classes: int = 20, s: float = 2.0) -> ESPNetv2Segmentatio
 
 
 for _scale in (0.5, 1.0, 1.5, 2.0):
-    register(ModelSpec(f"espnetv2-s{_scale}", build_espnetv2, (1024, 512), PAPER, IMAGENET, {"s": _scale}))
+    register(ModelSpec(f"espnetv2-s{_scale}", build_espnetv2, (1024, 512), PAPER, IMAGENET, {"s": _scale}, 16, 16))

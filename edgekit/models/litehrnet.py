@@ -409,4 +409,4 @@ def build_litehrnet(num_classes: int = 20, variant: str = "litehrnet-18") -> Lit
 
 
 for _name in CONFIGS:
-    register(ModelSpec(_name, build_litehrnet, (1024, 512), PAPER, LITEHRNET_CITYSCAPES, {"variant": _name}))
+    register(ModelSpec(_name, build_litehrnet, (1024, 512), PAPER, LITEHRNET_CITYSCAPES, {"variant": _name}, 32, 32))

@@ -153,4 +153,4 @@ def build_lpsnet(num_classes: int = 20, variant: str = "lpsnet-m", deploy: bool 
 
 
 for _name in CONFIGS:
-    register(ModelSpec(_name, build_lpsnet, (2048, 1024), PAPER, LPSNET_CITYSCAPES, {"variant": _name}))
+    register(ModelSpec(_name, build_lpsnet, (2048, 1024), PAPER, LPSNET_CITYSCAPES, {"variant": _name}, 1, 4))

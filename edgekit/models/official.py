@@ -21,7 +21,7 @@ from edgekit.board.classes import cityscapes_classes
 from edgekit.board.preprocess import ESPNET_CITYSCAPES, IMAGENET, Preprocessing
 from edgekit.errors import EdgekitError
 from edgekit.models.espnetv2 import CHANNELS
-from edgekit.models.registry import get_spec
+from edgekit.models.registry import check_input_size, get_spec
 
 if TYPE_CHECKING:
     from edgekit.checkpoint import Checkpoint
@@ -138,15 +138,15 @@ def _load(name: str, path: str | Path, input_size: tuple[int, int] | None) -> tu
     classes = cityscapes_classes()
     model = get_spec(name).build(num_classes=len(classes), **official.kwargs)
     try:
-        what = f"{path.name} ({len(classes)}-class {name})"
-        load_state_dict_checked(model, _with_bn_counters(model, state_dict), what)
+        load_state_dict_checked(model, _with_bn_counters(model, state_dict), f"the weights in {path.name}")
     except EdgekitError as exc:
         found = identify(state_dict)
-        hint = ""
-        if found is not None and found != (name, official.kwargs):
+        if found is not None and found != (name, official.kwargs):  # say what the file is, then what was asked
             settings = ", ".join(f"{k}={v}" for k, v in found[1].items())
-            hint = f"; the file holds {found[0]} weights ({settings})"
-        raise EdgekitError(f"{exc}{hint}") from None
+            raise EdgekitError(
+                f"{path.name} holds {found[0]} weights ({settings}), not {name}: pass --model {found[0]} ({exc})"
+            ) from None
+        raise EdgekitError(f"{exc} (asked for the {len(classes)}-class {name})") from None
     return model.eval(), official
 
 
@@ -180,6 +180,8 @@ def import_official(name: str, path: str | Path, input_size: tuple[int, int] | N
     from edgekit.checkpoint import Checkpoint
 
     path = Path(path)
+    if input_size is not None:
+        check_input_size(name, input_size)
     model, official = _load(name, path, input_size)
     family = "espnetv2" if name.startswith("espnetv2") else name
     return Checkpoint(

@@ -22,9 +22,30 @@ class ModelSpec:
     paper: str
     default_preprocessing: Preprocessing
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Input sizes the network takes: width and height multiples of `stride` and at least `min_side` (measured by
+    # a forward pass per size: ESPNet's concatenations need 8, ESPNetv2 16, Lite-HRNet 32; ESPNet-C and LPS-Net
+    # resize to their input and take any size from `min_side` up).
+    stride: int = 1
+    min_side: int = 1
 
     def build(self, num_classes: int = 20, **overrides: Any) -> nn.Module:
         return self.builder(num_classes=num_classes, **{**self.kwargs, **overrides})
+
+    def check_input_size(self, size: tuple[int, int], what: str = "--input-size") -> None:
+        """A one-line error naming sizes that work when the network cannot take ``size`` (WxH)."""
+        width, height = size
+        if width % self.stride == 0 and height % self.stride == 0 and min(width, height) >= self.min_side:
+            return
+
+        def nearest(side: int) -> int:
+            return max(self.min_side, round(side / self.stride) * self.stride)
+
+        rule = f"multiples of {self.stride}, " if self.stride > 1 else ""
+        raise EdgekitError(
+            f"{what} {width}x{height} does not fit {self.name}: width and height must be {rule}at least "
+            f"{self.min_side} (e.g. {nearest(width)}x{nearest(height)}, or its default "
+            f"{self.default_input_size[0]}x{self.default_input_size[1]})"
+        )
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -42,6 +63,11 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         raise EdgekitError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+
+
+def check_input_size(name: str, size: tuple[int, int], what: str = "--input-size") -> None:
+    """``size`` (WxH) is one the zoo network ``name`` takes, else a one-line error saying which sizes work."""
+    get_spec(name).check_input_size(size, what)
 
 
 def available_models() -> list[str]:

@@ -102,6 +102,7 @@ def _open(model: Union[Bundle, Path], backend: str, options: Dict[str, Any]) -> 
     from edgekit.checkpoint import Checkpoint
 
     checkpoint = Checkpoint.load(model)
+    checkpoint.check_input_size(f"{model} was saved for input")
     width, height = checkpoint.preprocessing.input_size
     options.setdefault("input_shape", (1, 3, height, width))
     return TorchBackend(checkpoint.build(), **options)

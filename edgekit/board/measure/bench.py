@@ -468,11 +468,58 @@ def write_results(document: Dict[str, Any], path: Union[str, Path]) -> Path:
 
 
 def load_results(path: Union[str, Path]) -> Dict[str, Any]:
+    """A bench result file, its schema checked: a missing key, a wrong type, a negative rate or a repeated
+    combination is an error naming the key, never a KeyError in the report."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgekitError(f"cannot read bench results {path}: {exc}") from exc
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError and UnicodeDecodeError (a binary file)
+        raise EdgekitError(f"cannot read bench results {path}: {exc}") from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise EdgekitError(f"{path} is not an `edgekit bench` result file (schema {SCHEMA})")
+    _check_results(document, str(path))
     return document
+
+
+def _require(mapping: Dict[str, Any], key: str, kind: Any, where: str) -> Any:
+    value = mapping.get(key)
+    if key not in mapping:
+        raise EdgekitError(f"{where}: missing key {key!r}")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise EdgekitError(f"{where}: {key!r} must be {names}, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_results(document: Dict[str, Any], where: str) -> None:
+    """The keys `edgekit report` reads, with their types (results are what `BenchRunner.run` writes)."""
+    _require(document, "tier", str, where)
+    results = _require(document, "results", list, where)
+    if not results:
+        raise EdgekitError(f"{where}: 'results' is empty (the bench measured nothing); rerun `edgekit bench`")
+    seen = {}  # type: Dict[Tuple[Any, ...], int]
+    for index, result in enumerate(results):
+        at = f"{where}: results[{index}]"
+        if not isinstance(result, dict):
+            raise EdgekitError(f"{at} must be an object, not {type(result).__name__}")
+        for key in ("model", "precision", "backend", "status"):
+            _require(result, key, str, at)
+        size = _require(result, "size", list, at)
+        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+            raise EdgekitError(f"{at}: 'size' must be [width, height] in positive pixels, not {size!r}")
+        if _require(result, "batch", int, at) < 1:
+            raise EdgekitError(f"{at}: 'batch' must be at least 1, not {result['batch']}")
+        combination = (result["model"], tuple(size), result["batch"], result["precision"], result["backend"])
+        if combination in seen:
+            raise EdgekitError(f"{at} repeats results[{seen[combination]}] ({' '.join(map(str, combination))})")
+        seen[combination] = index
+        if result["status"] != "ok":
+            continue
+        fps = _require(result, "fps_inference", (int, float), at)
+        if not fps > 0 or fps == float("inf"):
+            raise EdgekitError(f"{at}: 'fps_inference' must be a positive number of frames per second, not {fps}")
+        latency = _require(result, "latency_ms", dict, at)
+        for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms"):  # null where too few samples
+            value = _require(latency, key, (int, float, type(None)), f"{at}.latency_ms")
+            if value is not None and value < 0:
+                raise EdgekitError(f"{at}.latency_ms: {key!r} is negative ({value})")
