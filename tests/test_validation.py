@@ -197,7 +197,7 @@ def test_a_corrupt_calibration_image_is_skipped_and_counted(tmp_path: Path) -> N
 def test_build_checks_calib_before_it_trains(tmp_path: Path) -> None:
     """Without a checkpoint the build trains first (here for up to 300 s): a bad --calib must fail before."""
     result = edgekit(
-        "build", "--target", "cpu-x86", "--precision", "int8", "--model", "espnet-c", "--calib",
+        "build", "--target", "jetson-xavier-nx", "--precision", "int8", "--model", "espnet-c", "--calib",
         str(tmp_path / "no-such-frames"), "--train-seconds", "300", "-o", str(tmp_path / "bundle"), timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
