@@ -68,6 +68,7 @@ class TrainConfig:
     crop_size: tuple[int, int] | None = None  # train on random crops of this WxH (validation stays at input_size)
     threads: int | None = None  # torch intra-op threads; 1 is fastest on a CPU shared with other jobs
     overwrite: bool = False  # replace an earlier run in out_dir (otherwise only --resume may write there)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # builder arguments, e.g. an lpsnet-scaled {B, C, R}
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -234,8 +235,9 @@ def _build(config: TrainConfig, classes: ClassSet) -> tuple[nn.Module, dict[str,
     """The network for `classes`, from scratch or from an initial checkpoint (classifier replaced if it differs)."""
     spec = get_spec(config.model)
     if config.init_checkpoint is None:
-        model = build_model(config.model, num_classes=len(classes))
-        return model, dict(spec.kwargs), spec.default_preprocessing.with_size(*config.input_size)
+        model = build_model(config.model, num_classes=len(classes), **config.model_kwargs)
+        kwargs = {**spec.kwargs, **config.model_kwargs}
+        return model, kwargs, spec.default_preprocessing.with_size(*config.input_size)
     init = Checkpoint.load(config.init_checkpoint)
     if init.model_name != config.model:
         raise EdgekitError(
@@ -319,7 +321,8 @@ def _confusion(
     return confusion, images, skipped
 
 
-def _progress() -> Progress:
+def progress_bars() -> Progress:
+    """The training bars (with ETA) on the training console; other long commands nest theirs in it."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -363,7 +366,7 @@ def evaluate(
         num_workers=num_workers,
         collate_fn=collate,
     )
-    with _progress() as progress:
+    with progress_bars() as progress:
         confusion, images, skipped = _confusion(model, loader, ckpt.num_classes, torch.device("cpu"), progress)
     if skipped:
         console.print(f"[yellow]warning: {skipped} unreadable samples skipped[/]")
@@ -548,7 +551,7 @@ def _train(config: TrainConfig, env: _Dist) -> TrainResult:
         if env.main:
             _checkpoint(model, config, classes, model_kwargs, preprocessing, meta, training_state()).save(last_path)
 
-    progress = _progress() if env.main else None
+    progress = progress_bars() if env.main else None
     if progress:
         progress.start()
     interrupted = False

@@ -73,15 +73,16 @@ def zoo_onnx(name: str, size: tuple[int, int], batch: int, precision: str, num_c
     return variant
 
 
-def random_checkpoint(name: str, num_classes: int) -> Checkpoint:
+def random_checkpoint(name: str, num_classes: int, model_kwargs: dict[str, Any] | None = None) -> Checkpoint:
     """A zoo network with its default initialisation, packaged as a checkpoint for the export stage."""
     from edgekit.checkpoint import Checkpoint
     from edgekit.models import build_model, get_spec
 
-    model = build_model(name, num_classes=num_classes).eval()
+    kwargs = dict(model_kwargs or {})
+    model = build_model(name, num_classes=num_classes, **kwargs).eval()
     return Checkpoint(
         model_name=name,
-        model_kwargs={},
+        model_kwargs=kwargs,
         classes=ClassSet.generic(num_classes),
         preprocessing=get_spec(name).default_preprocessing,
         state_dict=model.state_dict(),

@@ -12,6 +12,7 @@ input size. Attribute names (``netH``/``netL``, ``stages``, ``head``) match the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -49,6 +50,9 @@ CONFIGS = {
     "lpsnet-m": LPSNetConfig((1, 3, 3, 10, 10), (8, 24, 48, 96, 96), (1, 1 / 4)),
     "lpsnet-l": LPSNetConfig((1, 3, 3, 10, 10), (8, 24, 64, 160, 160), (1, 1 / 4)),
 }
+# The start point of the official expand.py: what `edgekit scale` grows, one dimension at a time.
+TINY = LPSNetConfig((1, 1, 1, 1, 1), (4, 8, 16, 32, 32), (1 / 2,))
+SCALED = "lpsnet-scaled"  # the zoo name of any {B, C, R}, e.g. a network found by `edgekit scale`
 
 
 def resize_like(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -152,5 +156,26 @@ def build_lpsnet(num_classes: int = 20, variant: str = "lpsnet-m", deploy: bool 
     return LPSNet(CONFIGS[variant], num_classes=num_classes, deploy=deploy)
 
 
+def build_scaled_lpsnet(
+    num_classes: int = 20,
+    depth: Sequence[int] = TINY.depth,
+    width: Sequence[int] = TINY.width,
+    resolution: Sequence[float] = TINY.resolution,
+    deploy: bool = False,
+) -> LPSNet:
+    """Any {B, C, R}, given as plain lists so that a checkpoint's ``model_kwargs`` rebuild it (default: the tiny
+    start point)."""
+    if len(depth) != 5 or len(width) != 5:
+        raise ValueError(f"LPS-Net has 5 stages: got depth {list(depth)}, width {list(width)}")
+    config = LPSNetConfig(
+        (depth[0], depth[1], depth[2], depth[3], depth[4]),
+        (width[0], width[1], width[2], width[3], width[4]),
+        tuple(float(r) for r in resolution),
+    )
+    return LPSNet(config, num_classes=num_classes, deploy=deploy)
+
+
 for _name in CONFIGS:
     register(ModelSpec(_name, build_lpsnet, (2048, 1024), PAPER, LPSNET_CITYSCAPES, {"variant": _name}, 1, 4))
+# Scaled paths go down to 1/8 of the input: 8 pixels a side keep one at the smallest ratio.
+register(ModelSpec(SCALED, build_scaled_lpsnet, (2048, 1024), PAPER, LPSNET_CITYSCAPES, {}, 1, 8))
