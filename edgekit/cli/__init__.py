@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "data",
     "train",
     "eval",
+    "scale",
     # deployment artefacts
     "export",
     "quantize",
@@ -35,6 +36,7 @@ COMMAND_MODULES = (
     "run",
     "demo",
     "bench",
+    "scale_measure",
     "report",
 )
 
