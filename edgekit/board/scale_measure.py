@@ -3,7 +3,7 @@
 ``edgekit scale`` grows LPS-Net by measured latency. When the target is not the machine that trains, each step
 writes a kit (``kit.json`` plus one ONNX file per candidate); this module measures the kit on the board with the
 board's own backends and writes ``latencies.json``, which ``edgekit scale --resume --latencies`` reads. The same
-``measure_candidate`` times candidates on the host when the host is the target, so both ways measure alike.
+``measure_group`` times candidates on the host when the host is the target, so both ways measure alike.
 No torch, no onnx: only the board layer.
 """
 
@@ -11,14 +11,15 @@ No torch, no onnx: only the board layer.
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from edgekit.board.backends import Backend, open_backend
 from edgekit.board.measure.fingerprint import device_fingerprint
-from edgekit.board.measure.timing import StopRule, latency_stats, median_ci, time_until_stable
+from edgekit.board.measure.timing import StopRule, latency_stats, median_ci, relative_ci, time_until_stable
 from edgekit.errors import EdgekitError
 
 KIT_SCHEMA = "edgekit-scale-kit/1"
@@ -26,6 +27,8 @@ LATENCIES_SCHEMA = "edgekit-scale-latencies/1"
 KIT_FILE = "kit.json"
 MEASURE_BACKENDS = ("onnxruntime", "tensorrt")
 WORKSPACE_MIB = 1024  # TensorRT builder workspace for a candidate; the kit's target may say otherwise
+SLICE_RUNS = 5  # timed runs per turn when candidates take turns
+GROUP_SIZE = 12  # candidates timed in turns together, then written (an interruption loses one group at most)
 
 
 def write_json_atomic(path: Path, document: Dict[str, Any]) -> None:
@@ -48,38 +51,78 @@ def _tensorrt_engine(onnx: Path, precision: str, workspace_mib: int) -> Path:
     return engine
 
 
-def measure_candidate(
-    onnx: Path,
+def open_candidate(
+    onnx: Path, backend: str, precision: str, threads: int = 0, workspace_mib: int = WORKSPACE_MIB
+) -> Backend:
+    """The candidate on the board's backend: onnxruntime's CPU provider, or a TensorRT engine built here."""
+    if backend == "onnxruntime":
+        return open_backend(onnx, backend="onnxruntime", device="cpu", intra_op_threads=threads)
+    if backend == "tensorrt":
+        return open_backend(_tensorrt_engine(onnx, precision, workspace_mib), backend="tensorrt")
+    raise EdgekitError(f"scale-measure runs onnxruntime or tensorrt, not {backend!r}")
+
+
+def time_interleaved(backends: Dict[str, Backend], rule: StopRule) -> Dict[str, Dict[str, Any]]:
+    """Time several open backends in turns of ``SLICE_RUNS`` runs until each median is stable (``rule``).
+
+    Each turn is ``time_until_stable`` with a fixed run count, so every run is timed as ``edgekit bench`` times
+    it; taking turns spreads a load that other processes put on a shared CPU over all candidates alike instead
+    of over whichever one is being timed (on this shared 2-core machine a network timed alone measured 5 to 22 ms
+    a few minutes apart). The budget is ``rule.budget_s`` per network.
+    """
+    inputs = {
+        key: np.zeros([d if d > 0 else 1 for d in b.input_shape], dtype=b.input_dtype) for key, b in backends.items()
+    }
+    for key, backend in backends.items():
+        for _ in range(rule.warmup):
+            backend.infer(inputs[key])
+    samples: Dict[str, List[float]] = {key: [] for key in backends}
+    reasons: Dict[str, str] = {}
+    turn = StopRule(warmup=0, min_runs=SLICE_RUNS, max_runs=SLICE_RUNS, budget_s=rule.budget_s, target_rel_ci=0.0)
+    deadline = time.perf_counter() + rule.budget_s * len(backends)
+    while len(reasons) < len(backends):
+        for key, backend in backends.items():
+            if key in reasons:
+                continue
+            batch = inputs[key]
+            samples[key] += time_until_stable(lambda: backend.infer(batch), turn).samples_s  # noqa: B023
+            if len(samples[key]) >= rule.min_runs and relative_ci(np.asarray(samples[key])) <= rule.target_rel_ci:
+                reasons[key] = f"median 95% CI within ±{rule.target_rel_ci:.0%}"
+            elif len(samples[key]) >= rule.max_runs:
+                reasons[key] = f"stopped at max_runs={rule.max_runs}"
+        if time.perf_counter() >= deadline:
+            for key in backends:
+                reasons.setdefault(key, f"time budget {rule.budget_s:g}s per network spent")
+    results = {}
+    for key, backend in backends.items():
+        low, high = median_ci(np.asarray(samples[key]))
+        results[key] = {
+            "latency_ms": latency_stats(samples[key]),
+            "p50_ci95_ms": [round(low * 1e3, 3), round(high * 1e3, 3)],
+            "stable": reasons[key].startswith("median"),
+            "stop_reason": reasons[key] + f", interleaved with {len(backends) - 1} other networks",
+            "backend": backend.describe(),
+        }
+    return results
+
+
+def measure_group(
+    onnx_files: Dict[str, Path],
     backend: str,
     precision: str,
     rule: StopRule,
     threads: int = 0,
     workspace_mib: int = WORKSPACE_MIB,
-) -> Dict[str, Any]:
-    """p50 latency with the median's 95% CI and the rest of the bench's latency summary, for one candidate."""
-    if backend == "onnxruntime":
-        opened = open_backend(onnx, backend="onnxruntime", device="cpu", intra_op_threads=threads)
-    elif backend == "tensorrt":
-        opened = open_backend(_tensorrt_engine(onnx, precision, workspace_mib), backend="tensorrt")
-    else:
-        raise EdgekitError(f"scale-measure runs onnxruntime or tensorrt, not {backend!r}")
-    with opened:
-        return time_backend(opened, rule)
-
-
-def time_backend(backend: Backend, rule: StopRule) -> Dict[str, Any]:
-    """Time an open backend on a zero batch of its input shape (latency does not depend on pixel values)."""
-    shape = [d if d > 0 else 1 for d in backend.input_shape]
-    batch = np.zeros(shape, dtype=backend.input_dtype)
-    timing = time_until_stable(lambda: backend.infer(batch), rule)
-    low, high = median_ci(np.asarray(timing.samples_s))
-    return {
-        "latency_ms": latency_stats(timing.samples_s),
-        "p50_ci95_ms": [round(low * 1e3, 3), round(high * 1e3, 3)],
-        "stable": timing.stable,
-        "stop_reason": timing.stop_reason,
-        "backend": backend.describe(),
-    }
+) -> Dict[str, Dict[str, Any]]:
+    """Open every candidate of a group, time them interleaved, close them."""
+    opened: Dict[str, Backend] = {}
+    try:
+        for key, onnx in onnx_files.items():
+            opened[key] = open_candidate(onnx, backend, precision, threads, workspace_mib)
+        return time_interleaved(opened, rule)
+    finally:
+        for candidate in opened.values():
+            candidate.close()
 
 
 def read_kit(kit: Path) -> Dict[str, Any]:
@@ -103,9 +146,9 @@ def measure_kit(
     threads: Optional[int] = None,
     progress: Optional[Callable[[int, int, str], None]] = None,
 ) -> Dict[str, Any]:
-    """Measure every candidate of ``kit`` not yet in ``output``, rewriting ``output`` after each one.
+    """Measure every candidate of ``kit`` not yet in ``output`` in groups, rewriting ``output`` after each group.
 
-    An interrupted run therefore loses at most the candidate in progress, and running the same command again
+    An interrupted run therefore loses at most the group in progress, and running the same command again
     continues it. ``threads`` overrides the kit's onnxruntime thread count.
     """
     document = read_kit(kit)
@@ -127,21 +170,21 @@ def measure_kit(
             "device": device_fingerprint(),
             "measured": {},
         }
-    candidates = document["candidates"]
-    for index, candidate in enumerate(candidates):
-        key = candidate["key"]
+    todo = [c for c in document["candidates"] if c["key"] not in results["measured"]]
+    total = len(document["candidates"])
+    for first in range(0, len(todo), GROUP_SIZE):
+        group = todo[first : first + GROUP_SIZE]
         if progress:
-            progress(index, len(candidates), key)
-        if key in results["measured"]:
-            continue
-        onnx = kit / candidate["onnx"]
-        results["measured"][key] = measure_candidate(
-            onnx,
-            document["backend"],
-            document["precision"],
-            rule,
-            chosen_threads,
-            int(document.get("workspace_mib") or WORKSPACE_MIB),
+            progress(total - len(todo) + first, total, ", ".join(c["key"] for c in group))
+        results["measured"].update(
+            measure_group(
+                {c["key"]: kit / c["onnx"] for c in group},
+                document["backend"],
+                document["precision"],
+                rule,
+                chosen_threads,
+                int(document.get("workspace_mib") or WORKSPACE_MIB),
+            )
         )
         write_json_atomic(output, results)
     write_json_atomic(output, results)

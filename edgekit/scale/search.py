@@ -33,11 +33,12 @@ from edgekit.board.classes import ClassSet
 from edgekit.board.measure.fingerprint import device_fingerprint
 from edgekit.board.measure.timing import StopRule
 from edgekit.board.scale_measure import (
+    GROUP_SIZE,
     KIT_FILE,
     KIT_SCHEMA,
     LATENCIES_SCHEMA,
-    measure_candidate,
-    time_backend,
+    measure_group,
+    time_interleaved,
     write_json_atomic,
 )
 from edgekit.board.targets import Target, choose_precision, load_target
@@ -276,38 +277,48 @@ class ScaleRun:
             convert_fp16(fp32, fp16)
         return fp16
 
-    def _measure_here(self, model: str, kwargs: dict[str, Any], key: str) -> dict[str, Any]:
+    def _measure_here(self, networks: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """One group timed in turns (see ``time_interleaved``) on the target's backend here."""
         backend = self.measurement.backend
-        if backend == "torch":
-            from edgekit.board.backends.torch_backend import TorchBackend
-            from edgekit.models import build_model
+        if backend != "torch":
+            onnx = {
+                key: self._onnx(model, kwargs, self.config.out_dir / "onnx", key) for key, model, kwargs in networks
+            }
+            return measure_group(onnx, backend, self.precision, self.config.rule, self.config.threads)
+        from edgekit.board.backends.torch_backend import TorchBackend
+        from edgekit.models import build_model
 
-            width, height = self.input_size
-            network = build_model(model, num_classes=len(self.classes), **kwargs).eval()
-            with TorchBackend(
-                network, (1, 3, height, width), device="cuda", precision=self.precision,  # type: ignore[arg-type]
-                channels_last=True, cuda_graphs=True,
-            ) as opened:  # fmt: skip
-                return time_backend(opened, self.config.rule)
-        onnx = self._onnx(model, kwargs, self.config.out_dir / "onnx", key)
-        return measure_candidate(onnx, backend, self.precision, self.config.rule, self.config.threads)
+        width, height = self.input_size
+        opened = {
+            key: TorchBackend(
+                build_model(model, num_classes=len(self.classes), **kwargs).eval(), (1, 3, height, width),
+                device="cuda", precision=self.precision, channels_last=True, cuda_graphs=True,  # type: ignore[arg-type]
+            )
+            for key, model, kwargs in networks
+        }  # fmt: skip
+        try:
+            return time_interleaved(dict(opened), self.config.rule)
+        finally:
+            for candidate in opened.values():
+                candidate.close()
 
     def ensure_latencies(self, networks: list[tuple[str, str, dict[str, Any]]], what: str) -> None:
-        """Measure (key, model, kwargs) not yet measured, saving after each; in the kit flow write them as a kit."""
+        """Measure (key, model, kwargs) not yet measured, a group at a time, saving after each group; in the kit
+        flow write them as a kit for the board instead."""
         todo = list({n[0]: n for n in networks if n[0] not in self.state["latencies"]}.values())  # one per key
         if not todo:
             return
         if self.measurement.where == "kit":
             raise _AwaitingLatencies(self._write_kit(todo))
-        task = self.progress.add_task(f"{what}: latency", total=len(todo), status="") if self.progress else None
-        for key, model, kwargs in todo:
-            if self.progress and task is not None:
-                self.progress.update(task, status=key)
-            record = self._measure_here(model, kwargs, key)
-            self.state["latencies"][key] = {**record, "model": model, "measured_on": "this machine"}
+        task = progress_task(self, f"{what}: latency", len(todo))
+        for first in range(0, len(todo), GROUP_SIZE):
+            group = todo[first : first + GROUP_SIZE]
+            for key, record in self._measure_here(group).items():
+                self.state["latencies"][key] = {**record, "model": next(n[1] for n in group if n[0] == key),
+                                                "measured_on": "this machine"}  # fmt: skip
             self.save()
             if self.progress and task is not None:
-                self.progress.advance(task)
+                self.progress.advance(task, len(group))
         if self.progress and task is not None:
             self.progress.remove_task(task)
 
@@ -454,9 +465,8 @@ def run_scale(config: ScaleConfig, progress: Progress | None = None) -> ScaleRes
 
 def _search(run: ScaleRun) -> str:
     config, state = run.config, run.state
-    start_networks = [_network(TINY)]
-    if run.measurement.where == "kit":  # the first step's latencies travel with the start's
-        start_networks += [_network(op.apply(TINY, 1)) for op in OPERATORS]
+    # The start is timed in turns with its one-step expansions: the first comparison shares one load.
+    start_networks = [_network(TINY)] + [_network(op.apply(TINY, 1)) for op in OPERATORS]
     run.ensure_latencies(start_networks, "start")
     tiny_latency = run.latency_ms(TINY) or 0.0
     if tiny_latency > config.budget_ms:
@@ -543,6 +553,7 @@ def _search(run: ScaleRun) -> str:
 
 
 def progress_task(run: ScaleRun, description: str, total: int) -> Any:
+    """A bar on the run's progress display, or None without one."""
     return run.progress.add_task(description, total=total, status="") if run.progress else None
 
 
