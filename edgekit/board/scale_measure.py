@@ -7,7 +7,6 @@ board's own backends and writes ``latencies.json``, which ``edgekit scale --resu
 No torch, no onnx: only the board layer.
 """
 
-# ruff: noqa: UP006, UP035, UP045 - runs on the board's Python 3.6: typing spellings, not 3.9+/3.10+ ones
 import json
 import os
 import tempfile
@@ -43,7 +42,7 @@ def write_json_atomic(path: Path, document: Dict[str, Any]) -> None:
 
 def _tensorrt_engine(onnx: Path, precision: str, workspace_mib: int) -> Path:
     """An engine of the kit's precision built beside the ONNX (reused when already there)."""
-    from edgekit.board.backends.tensorrt.builder import EngineRequest, build_engine
+    from edgekit.board.backends.tensorrt_backend.builder import EngineRequest, build_engine
 
     engine = onnx.with_name(onnx.stem + "-" + precision + ".engine")
     if not engine.is_file():

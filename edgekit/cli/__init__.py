@@ -43,7 +43,7 @@ COMMAND_MODULES = (
 
 # What runs on a board (Python 3.6+, base install): everything else is host work. `bench` is a board command with
 # --bundle and a host one with --models (it exports the zoo networks).
-BOARD_COMMANDS = ("targets", "compile", "run", "demo", "bench")
+BOARD_COMMANDS = ("targets", "compile", "run", "demo", "scale-measure", "bench")
 HOST_PYTHON = (3, 10)
 
 

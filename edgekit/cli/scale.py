@@ -1,15 +1,13 @@
 """``edgekit scale``: grow LPS-Net from the official tiny network by latency measured on the target."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 from edgekit.cli.common import console, parse_size
 
 
-def _names(text: str) -> list[str]:
+def _names(text: str) -> List[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from edgekit.bench.core import random_checkpoint
+from edgekit.bench.zoo import random_checkpoint
 from edgekit.board.classes import ClassSet
 from edgekit.board.measure.fingerprint import device_fingerprint
 from edgekit.board.measure.timing import StopRule
@@ -150,7 +150,7 @@ def choose_measurement(target: Target, precision: str, requested: str = "auto") 
         reason = _cpu_matches(target)
         local = Measurement("here", "onnxruntime", f"{target.name} is this CPU: onnxruntime's CPU provider")
     else:
-        from edgekit.board.backends.tensorrt.runner import tensorrt_unavailable_reason
+        from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
 
         if precision == "int8":
             raise EdgekitError("scale measures fp32 or fp16 (int8 needs a calibrated Q/DQ model per candidate)")
