@@ -188,8 +188,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _classes(data: Path | None, input_size: tuple[int, int]) -> ClassSet:
-    from edgekit.data.datasets import open_dataset
     from edgekit.board.synthetic import SyntheticScenes
+    from edgekit.data.datasets import open_dataset
 
     return SyntheticScenes(1, input_size).classes if data is None else open_dataset(data, "train").classes
 
