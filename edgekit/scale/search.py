@@ -395,6 +395,7 @@ class ScaleRun:
                 seed=self.config.seed,
                 threads=self.config.threads or None,
                 model_kwargs=kwargs,
+                overwrite=True,  # a candidate without a recorded score (interrupted) trains again from scratch
             )
         )
         self.state["proxy"][key] = {
@@ -575,6 +576,7 @@ def _finetune(run: ScaleRun, final: Path) -> dict[str, Any]:
             seed=config.seed,
             threads=config.threads or None,
             init_checkpoint=final,
+            overwrite=True,  # a resumed run fine-tunes again from the proxy weights
         )
     )
     shutil.copyfile(result.best, final)
