@@ -186,3 +186,16 @@ def test_sigterm_then_resume_remeasures_nothing_and_ctrl_c_stops_cleanly(tmp_pat
     for key, record in interrupted["latencies"].items():
         assert grown["latencies"][key] == record  # kept, not measured again
     assert grown["proxy"][TINY.key] == interrupted["proxy"][TINY.key]  # not trained again
+
+
+def test_a_precision_the_target_lacks_is_substituted_out_loud(tmp_path: Path) -> None:
+    """--precision int8 on the Nano (no fast INT8) scales in FP16 and says why, in the log and in family.json."""
+    result = subprocess.run(
+        [sys.executable, "-m", "edgekit", "scale", "--target", "jetson-nano", "--budget-ms", "30",
+         "--precision", "int8", "--input-size", "128x64", "-o", str(tmp_path / "family")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "INT8 is not available on jetson-nano" in result.stderr and "using FP16 instead" in result.stderr
+    settings = json.loads((tmp_path / "family" / "family.json").read_text())["settings"]
+    assert settings["precision"] == "fp16"

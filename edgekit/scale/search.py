@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import platform
 import shutil
 import signal
@@ -201,7 +202,10 @@ class ScaleRun:
         self.config = config
         self.progress = progress
         self.target = load_target(config.target)
-        self.precision = choose_precision(self.target, config.precision).chosen
+        choice = choose_precision(self.target, config.precision)
+        if choice.substituted:  # e.g. --precision int8 on the Nano: said, not silently swapped
+            logging.getLogger(__name__).warning("precision: %s", choice.reason)
+        self.precision = choice.chosen
         self.input_size = config.input_size or self.target.input_size
         self.measurement = choose_measurement(self.target, self.precision, config.measure)
         self.classes = _classes(config.data, self.input_size)
