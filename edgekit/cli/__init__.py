@@ -74,6 +74,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from edgekit.cli import render
+
+    render.install()  # the library's log records and tasks, drawn on the console
     try:
         with sigterm_as_interrupt():  # SIGTERM cleans up like Ctrl-C (staging removed, last.pt saved)
             return int(args.func(args) or 0)

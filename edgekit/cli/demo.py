@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from edgekit.cli.run import SOURCE_HELP, add_pipeline_arguments, execute, setup_logging
+from edgekit.cli.run import SOURCE_HELP, add_pipeline_arguments, execute
 
 # `make demo`'s bundle, then `edgekit build --target jetson-nano`'s default output, then the oldest layout.
 DEFAULT_BUNDLES = (
@@ -78,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.board.outputs import check_output_dir
     from edgekit.cli.common import console
 
-    setup_logging()
     bundle = args.bundle or default_bundle()
     out_dir: Path = args.out_dir
     check_output_dir(out_dir, "--out-dir", is_demo_folder, f"a demo output folder (only {', '.join(DEMO_FILES)})")

@@ -68,18 +68,6 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     cam.add_argument("--fps", type=positive_float, help="capture rate")
 
 
-def setup_logging() -> None:
-    from rich.logging import RichHandler
-
-    from edgekit.cli.common import console
-
-    handler = RichHandler(console=console, show_path=False, show_time=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("edgekit")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-
-
 def camera_options(args: argparse.Namespace) -> Dict[str, Any]:
     requests = {"width": args.width, "height": args.height, "fps": args.fps}
     return {key: value for key, value in requests.items() if value is not None}
@@ -151,5 +139,4 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup_logging()
     return execute(args, args.bundle or args.onnx or args.checkpoint, args.source)
