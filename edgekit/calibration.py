@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgekit.board.preprocess import Preprocessing, read_bgr
+from edgekit.board.preprocess import IMAGE_SUFFIXES, Preprocessing, is_image, read_bgr
 from edgekit.board.targets import data_dir
 from edgekit.errors import EdgekitError
 
 CALIBRATION_DIR = data_dir("calibration")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 MIN_SIDE_FRACTION = 0.25  # an image needing more than 4x upscaling says little about real input statistics
 # Below this many usable images a set still calibrates, with a warning: percentile ranges then rest on a few
 # frames' tails (the shipped default set is 32 scenes). Unreadable files are skipped and counted; a set fails
@@ -100,7 +99,7 @@ def _evenly_spaced(items: list[Path], count: int | None) -> list[Path]:
 
 
 def _image_files(paths: list[Path], what: str, option: str) -> list[Path]:
-    files = sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in paths if is_image(p))
     if not files:
         raise EdgekitError(
             f"no images ({', '.join(IMAGE_SUFFIXES)}) in {what}; point {option} at a folder of frames like those "

@@ -19,12 +19,10 @@ from PIL import Image
 from torch import nn
 
 from edgekit.board.classes import ClassSet
-from edgekit.board.preprocess import Preprocessing, read_bgr
+from edgekit.board.preprocess import IMAGE_SUFFIXES, Preprocessing, is_image, read_bgr
 from edgekit.board.visualize import colorize, draw_legend, overlay
 from edgekit.checkpoint import Checkpoint
 from edgekit.errors import EdgekitError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def predict_labels(model: nn.Module, preprocessing: Preprocessing, image_bgr: np.ndarray) -> np.ndarray:
@@ -55,7 +53,7 @@ def list_images(source: Path) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise EdgekitError(f"input not found: {source}")
-    images = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in source.iterdir() if is_image(p))
     if not images:
         raise EdgekitError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
     return images

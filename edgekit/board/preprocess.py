@@ -137,6 +137,15 @@ def check_bgr_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+# The one list of image suffixes edgekit reads (OpenCV decodes all of them): sources, calibration, datasets, predict.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def is_image(path: Path) -> bool:
+    """A file with an image suffix (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
 def read_bgr(path: Union[str, Path]) -> np.ndarray:
     """cv2.imread with errors that name the file instead of returning None."""
     path = Path(path)

@@ -87,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if args.images is not None:
         if not args.images.is_dir():
             raise EdgekitError(f"--images {args.images} is not a folder of images")
-        images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+        from edgekit.board.preprocess import IMAGE_SUFFIXES, is_image
+
+        images = sorted(p for p in args.images.iterdir() if is_image(p))
         if not images:
-            raise EdgekitError(f"--images {args.images} holds no .png/.jpg/.bmp images")
+            raise EdgekitError(f"--images {args.images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     config = BenchConfig(
         models=args.models or [],
         bundle=args.bundle,

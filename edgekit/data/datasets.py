@@ -18,11 +18,10 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from edgekit.board.classes import ClassSet, cityscapes_classes
-from edgekit.board.preprocess import read_bgr
+from edgekit.board.preprocess import IMAGE_SUFFIXES, is_image, read_bgr
 from edgekit.errors import EdgekitError
 
 IGNORE_INDEX = 255
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LAYOUTS = (
     "Cityscapes (leftImg8bit/ + gtFine/), CamVid (train/ + trainannot/), VOC (JPEGImages/ + SegmentationClass/), "
     "or images/ + masks/ + classes.yaml"
@@ -214,7 +213,7 @@ def _pairs(images: Iterable[Path], mask_of: dict[Path, Path]) -> list[Sample]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if is_image(p))
 
 
 def _split_names(stems: list[str], split: str, val_fraction: float) -> list[str]:
@@ -330,7 +329,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _find_image(folder_path: Path, stem: str) -> Path:
-    for suffix in (".jpg", ".jpeg", ".png"):
+    for suffix in IMAGE_SUFFIXES:
         if (folder_path / f"{stem}{suffix}").is_file():
             return folder_path / f"{stem}{suffix}"
     raise EdgekitError(f"image not found: {folder_path / stem}.jpg (listed in the split file)")

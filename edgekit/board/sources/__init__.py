@@ -14,8 +14,9 @@
 from pathlib import Path
 from typing import Any, Union
 
+from edgekit.board.preprocess import IMAGE_SUFFIXES
 from edgekit.board.sources.base import Frame, Source, StallError
-from edgekit.board.sources.images import IMAGE_SUFFIXES, ImageSequenceSource, is_glob
+from edgekit.board.sources.images import ImageSequenceSource, is_glob
 from edgekit.errors import EdgekitError
 
 __all__ = ["Frame", "Source", "StallError", "open_source"]

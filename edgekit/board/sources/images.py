@@ -8,12 +8,12 @@ from typing import List, Optional, Union
 import cv2
 import numpy as np
 
+from edgekit.board.preprocess import IMAGE_SUFFIXES, is_image
 from edgekit.board.sources.base import Source
 from edgekit.errors import EdgekitError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 GLOB_CHARS = ("*", "?", "[")
 
 
@@ -30,7 +30,7 @@ def list_images(pattern: str) -> List[Path]:
         files = list(path.iterdir())
     else:
         files = [path]
-    return sorted(f for f in files if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(f for f in files if is_image(f))
 
 
 class ImageSequenceSource(Source):
