@@ -544,7 +544,7 @@ def _maybe_compile(
             f"`{board_command(output)}` (needs only edgekit's base install and TensorRT "
             f"{target.software.get('tensorrt')})"
         )
-    engine = compile_engine(root, manifest, dla_core=options.dla_core, log=console.print)
+    engine = compile_engine(root, manifest, dla_core=options.dla_core)
     return engine, f"built {ENGINE_FILE} with TensorRT {engine['tensorrt_version']} on {engine['gpu']}"
 
 

@@ -423,8 +423,9 @@ def test_q_dq_quantizer_keeps_opset_13(tiny_espnet_checkpoint: Path, tmp_path: P
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_classmap_head_builds_and_is_exact_in_a_real_tensorrt_engine(tmp_path: Path, precision: str) -> None:
     """Where TensorRT and a GPU are: the head parses, builds and gives numpy's argmax, ties included."""
-    from edgekit.board.backends.tensorrt_backend.builder import EngineRequest, build_engine, sidecar_path
+    from edgekit.board.backends.tensorrt_backend.builder import EngineRequest, build_engine
     from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend, tensorrt_unavailable_reason
+    from edgekit.board.backends.tensorrt_backend.sidecar import sidecar_path
 
     reason = tensorrt_unavailable_reason()
     if reason:

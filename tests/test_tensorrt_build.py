@@ -6,6 +6,7 @@ Nothing here fakes TensorRT: the build tests skip with the reason where ``tensor
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,6 @@ from edgekit.board.backends.tensorrt_backend.builder import (
     layer_placement,
     onnx_for,
     serialized_timing_cache,
-    sidecar_path,
     timing_cache_seed,
     trtexec_command,
 )
@@ -29,6 +29,7 @@ from edgekit.board.backends.tensorrt_backend.runner import (
     check_engine_compatibility,
     tensorrt_unavailable_reason,
 )
+from edgekit.board.backends.tensorrt_backend.sidecar import sidecar_path
 from edgekit.board.bundle import timing_cache_file
 from edgekit.errors import EdgekitError
 
@@ -103,26 +104,30 @@ def test_timing_cache_is_keyed_by_tensorrt_and_gpu() -> None:
     )
 
 
-def test_a_refused_timing_cache_falls_back_to_an_empty_one(tmp_path: Path) -> None:
+def test_a_refused_timing_cache_falls_back_to_an_empty_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The decision logic of build_engine's timing cache, with TensorRT's verdicts as plain return values."""
-    logged: list[str] = []
+    caplog.set_level(logging.INFO, logger="edgekit")
+
+    def last_logged() -> str:
+        return caplog.records[-1].getMessage()
+
     path = tmp_path / timing_cache_file("8.5.2", "7.2")
-    assert timing_cache_seed(path, logged.append) == b"" and "starts from an empty one" in logged[-1]
+    assert timing_cache_seed(path) == b"" and "starts from an empty one" in last_logged()
     path.write_bytes(b"written by TensorRT 8.4.1 on another GPU")
-    seed = timing_cache_seed(path, logged.append)
-    assert seed == path.read_bytes() and "reusing" in logged[-1]
+    seed = timing_cache_seed(path)
+    assert seed == path.read_bytes() and "reusing" in last_logged()
     offered: list[bytes] = []
 
     def refuse_stale(blob: bytes) -> str | None:
         offered.append(blob)
         return "set_timing_cache returned False" if blob else None
 
-    assert install_timing_cache(refuse_stale, seed, path.name, logged.append) is False
-    assert offered == [seed, b""] and "refused" in logged[-1] and "empty timing cache" in logged[-1]
-    assert install_timing_cache(lambda blob: None, seed, path.name, logged.append) is True
+    assert install_timing_cache(refuse_stale, seed, path.name) is False
+    assert offered == [seed, b""] and "refused" in last_logged() and "empty timing cache" in last_logged()
+    assert install_timing_cache(lambda blob: None, seed, path.name) is True
     with pytest.raises(EdgekitError, match="refused even an empty timing cache"):
-        install_timing_cache(lambda blob: "create_timing_cache returned None", seed, path.name, logged.append)
-    assert serialized_timing_cache(None, logged.append) is None and "no timing cache is written" in logged[-1]
+        install_timing_cache(lambda blob: "create_timing_cache returned None", seed, path.name)
+    assert serialized_timing_cache(None) is None and "no timing cache is written" in last_logged()
 
 
 def test_layer_placement_counts_dla_subgraphs() -> None:
@@ -217,7 +222,9 @@ def test_engine_for_another_gpu_is_refused_with_both_names(gpu_tensorrt: None, t
         TensorRTBackend(engine_path, built_for=claimed)
 
 
-def test_real_rebuild_over_a_foreign_timing_cache_and_a_bare_engine(gpu_tensorrt: None, tiny_onnx: Path) -> None:
+def test_real_rebuild_over_a_foreign_timing_cache_and_a_bare_engine(
+    gpu_tensorrt: None, tiny_onnx: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A garbage timing cache under this GPU's key is refused by TensorRT and the build still writes a fresh one;
     the engine file opened alone is checked through its sidecar."""
     from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend
@@ -227,12 +234,10 @@ def test_real_rebuild_over_a_foreign_timing_cache_and_a_bare_engine(gpu_tensorrt
     assert first.timing_cache is not None
     timing = engine_path.with_name(first.timing_cache)
     timing.write_bytes(b"not a timing cache from this TensorRT")
-    logged: list[str] = []
-    second = build_engine(
-        EngineRequest(onnx=tiny_onnx, precision="fp32", workspace_mib=256), engine_path, logged.append
-    )
+    caplog.set_level(logging.INFO, logger="edgekit")
+    second = build_engine(EngineRequest(onnx=tiny_onnx, precision="fp32", workspace_mib=256), engine_path)
     assert second.timing_cache == first.timing_cache and timing.read_bytes() != b"not a timing cache from this TensorRT"
-    assert any("timing cache" in line for line in logged)
+    assert any("timing cache" in record.getMessage() for record in caplog.records)
     with TensorRTBackend(engine_path) as backend:  # no built_for: read from model.engine.json
         assert backend.describe()["tensorrt_version"] == second.tensorrt_version
     sidecar = json.loads(sidecar_path(engine_path).read_text())

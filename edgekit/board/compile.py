@@ -5,17 +5,20 @@ calls the same code when the host itself has TensorRT and a GPU of the target's 
 """
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 from edgekit.board.backends.tensorrt_backend.releases import Release, parse_release, supported_release
 from edgekit.board.bundle import ENGINE_FILE, REPORT_JSON, REPORT_MD, Bundle, BundleWriter, Manifest
 from edgekit.board.report import render_report
 from edgekit.board.targets import Target, parse_target
 from edgekit.errors import EdgekitError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Readiness:
 def compile_readiness(target: Target) -> Readiness:
     if target.backend != "tensorrt":
         return Readiness(False, f"{target.name} runs onnxruntime; no TensorRT engine is needed")
-    from edgekit.board.backends.tensorrt_backend.builder import current_gpu
+    from edgekit.board.backends.tensorrt_backend.cuda_binding import current_gpu
     from edgekit.board.backends.tensorrt_backend.runner import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason()
@@ -90,9 +93,7 @@ def target_compute_capability(manifest: Manifest) -> str:
     return str((manifest.target_profile.get("gpu") or {}).get("compute_capability") or "")
 
 
-def compile_engine(
-    root: Path, manifest: Manifest, dla_core: Optional[int] = None, log: Callable[[str], Any] = print
-) -> Dict[str, Any]:
+def compile_engine(root: Path, manifest: Manifest, dla_core: Optional[int] = None) -> Dict[str, Any]:
     """Build the engine of a bundle folder ``root`` (staging or unpacked) into ``root``; returns the engine entry.
 
     The calibration cache's header is rewritten in ``root`` for the installed TensorRT first: the host wrote the
@@ -101,12 +102,12 @@ def compile_engine(
     from edgekit.board.backends.tensorrt_backend.builder import (
         EngineRequest,
         build_engine,
-        current_gpu,
         int8_route,
         onnx_for,
         tensorrt_version,
     )
     from edgekit.board.backends.tensorrt_backend.cache import retarget_cache_file
+    from edgekit.board.backends.tensorrt_backend.cuda_binding import current_gpu
 
     version = tensorrt_version()
     if version is None:
@@ -120,7 +121,7 @@ def compile_engine(
     if cache and int8_route(release, precision, dla_core is not None, capability) == "implicit":
         rewritten = retarget_cache_file(root / cache, version)
         if rewritten:
-            log(f"calibration cache: header {rewritten[0]} rewritten to {rewritten[1]} for the installed TensorRT")
+            log.info("calibration cache: header %s rewritten to %s for the installed TensorRT", *rewritten)
     request = EngineRequest(
         onnx=root / onnx_file,
         precision=precision,
@@ -131,16 +132,14 @@ def compile_engine(
     )
     expected = profile.get("software", {}).get("tensorrt")
     if expected and parse_release(expected) != release:
-        log(f"note: {profile['name']} lists TensorRT {expected}; building with the installed {version}")
-    info = build_engine(request, root / ENGINE_FILE, log=log)
+        log.warning("%s lists TensorRT %s; building with the installed %s", profile["name"], expected, version)
+    info = build_engine(request, root / ENGINE_FILE)
     engine = info.to_dict()
     engine["trtexec"] = trtexec_for(root, manifest, release, dla_core, capability)
     return engine
 
 
-def compile_bundle(
-    bundle_dir: Path, dla_core: Optional[int] = None, any_gpu: bool = False, log: Callable[[str], Any] = print
-) -> Bundle:
+def compile_bundle(bundle_dir: Path, dla_core: Optional[int] = None, any_gpu: bool = False) -> Bundle:
     """Build the engine into a verified bundle, atomically, and re-hash it."""
     bundle = Bundle.load(bundle_dir)
     manifest = bundle.manifest
@@ -155,9 +154,9 @@ def compile_bundle(
         for relative in bundle.files:
             shutil.copy2(bundle.root / relative, writer.path(relative))
         started = time.perf_counter()
-        manifest.engine = compile_engine(writer.staging, manifest, dla_core=dla_core, log=log)
+        manifest.engine = compile_engine(writer.staging, manifest, dla_core=dla_core)
         manifest.artifacts.engine = ENGINE_FILE
-        log(f"engine built in {time.perf_counter() - started:.1f} s")
+        log.info("engine built in %.1f s", time.perf_counter() - started)
         report = json.loads((bundle.root / REPORT_JSON).read_text())
         report["engine"] = manifest.engine
         report["compile"] = f"engine built on this device ({manifest.engine['gpu']})"

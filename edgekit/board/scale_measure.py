@@ -46,7 +46,7 @@ def _tensorrt_engine(onnx: Path, precision: str, workspace_mib: int) -> Path:
 
     engine = onnx.with_name(onnx.stem + "-" + precision + ".engine")
     if not engine.is_file():
-        build_engine(EngineRequest(onnx, precision, workspace_mib), engine, log=lambda *_: None)
+        build_engine(EngineRequest(onnx, precision, workspace_mib), engine)
     return engine
 
 

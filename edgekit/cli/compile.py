@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgekit.board.compile import compile_bundle
 
-    bundle = compile_bundle(args.bundle, dla_core=args.dla_core, any_gpu=args.any_gpu, log=console.print)
+    bundle = compile_bundle(args.bundle, dla_core=args.dla_core, any_gpu=args.any_gpu)
     engine = bundle.manifest.engine
     assert engine is not None
     console.print(

@@ -17,6 +17,7 @@ Imports tensorrt lazily: this module loads (and is type-checked) where TensorRT 
 """
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type
 
 from edgekit.board.backends.tensorrt_backend.cache import cache_header, calibrator_for, retarget_cache
+from edgekit.board.backends.tensorrt_backend.cuda_binding import current_gpu
 from edgekit.board.backends.tensorrt_backend.releases import (
     EXPLICIT_INT8,
     STRONGLY_TYPED_ONLY,
@@ -31,14 +33,14 @@ from edgekit.board.backends.tensorrt_backend.releases import (
     has,
     supported_release,
 )
+from edgekit.board.backends.tensorrt_backend.sidecar import sidecar_path
 from edgekit.board.bundle import timing_cache_file
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-SIDECAR_SUFFIX = ".json"
-Log = Callable[[str], Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,6 @@ def tensorrt_version() -> Optional[str]:
     except Exception:  # ImportError, or OSError from a missing libnvinfer
         return None
     return str(trt.__version__)
-
-
-def current_gpu() -> Tuple[str, str]:
-    """(name, 'MAJOR.MINOR') of CUDA device 0, through the runner's CUDA binding."""
-    from edgekit.board.backends.tensorrt_backend.runner import _open_cuda
-
-    cuda = _open_cuda("auto")
-    try:
-        return cuda.gpu()
-    finally:
-        cuda.close()
 
 
 def int8_route(release: Release, precision: str, dla: bool, compute_capability: str) -> Optional[str]:
@@ -162,17 +153,17 @@ def trtexec_command(
     return " ".join(parts)
 
 
-def timing_cache_seed(path: Path, log: Log) -> bytes:
+def timing_cache_seed(path: Path) -> bytes:
     """The timing cache a build starts from: the one this GPU and TensorRT wrote before (``path`` is keyed by both),
     else empty."""
     if path.is_file():
-        log(f"timing cache: reusing {path.name}")
+        log.info("timing cache: reusing %s", path.name)
         return path.read_bytes()
-    log(f"timing cache: none for this GPU and TensorRT yet ({path.name}); the build starts from an empty one")
+    log.info("timing cache: none for this GPU and TensorRT yet (%s); the build starts from an empty one", path.name)
     return b""
 
 
-def install_timing_cache(install: Callable[[bytes], Optional[str]], seed: bytes, name: str, log: Log) -> bool:
+def install_timing_cache(install: Callable[[bytes], Optional[str]], seed: bytes, name: str) -> bool:
     """Hand TensorRT ``seed`` through ``install`` (None when accepted, else why not); if refused, an empty cache.
 
     ``set_timing_cache(cache, ignore_mismatch=False)`` returns False for a cache another GPU or TensorRT wrote,
@@ -182,17 +173,17 @@ def install_timing_cache(install: Callable[[bytes], Optional[str]], seed: bytes,
     refused = install(seed)
     if refused is None:
         return True
-    log(f"timing cache: TensorRT refused {name} ({refused}); building with an empty timing cache instead")
+    log.warning("timing cache: TensorRT refused %s (%s); building with an empty timing cache instead", name, refused)
     refused_empty = install(b"")
     if refused_empty is not None:
         raise EdgekitError(f"TensorRT refused even an empty timing cache ({refused_empty}); see its log above")
     return False
 
 
-def serialized_timing_cache(cache: "Optional[trt.ITimingCache]", log: Log) -> Optional[bytes]:
+def serialized_timing_cache(cache: "Optional[trt.ITimingCache]") -> Optional[bytes]:
     """The timing cache to write after a build, or None (said in the log) where TensorRT hands none back."""
     if cache is None:
-        log("timing cache: TensorRT returned none after the build; no timing cache is written")
+        log.warning("timing cache: TensorRT returned none after the build; no timing cache is written")
         return None
     return bytes(cache.serialize())
 
@@ -218,7 +209,7 @@ def layer_placement(engine_information: str, dla: bool) -> Dict[str, Any]:
     }
 
 
-def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) -> EngineInfo:
+def build_engine(request: EngineRequest, engine_path: Path) -> EngineInfo:
     """Parse, configure and build; write the engine, its sidecar and the timing cache atomically beside it."""
     import tensorrt as trt
 
@@ -248,7 +239,7 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) ->
     if request.optimization_level is not None and has(release, "IBuilderConfig.builder_optimization_level"):
         config.builder_optimization_level = request.optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # 8.2+ (supported_release)
-    int8, calibrator = _set_precision(builder, config, request, release, version, capability, log)
+    int8, calibrator = _set_precision(builder, config, request, release, version, capability)
     if request.dla_core is not None:
         _use_dla(builder, config, request.dla_core, request.precision)
 
@@ -261,9 +252,11 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) ->
             return "create_timing_cache returned None"
         return None if config.set_timing_cache(timing, ignore_mismatch=False) else "set_timing_cache returned False"
 
-    install_timing_cache(install, timing_cache_seed(timing_path, log), timing_name, log)
+    install_timing_cache(install, timing_cache_seed(timing_path), timing_name)
 
-    log(f"building the TensorRT {version} engine ({request.precision}, {request.onnx.name}); this takes minutes")
+    log.info(
+        "building the TensorRT %s engine (%s, %s); this takes minutes", version, request.precision, request.onnx.name
+    )
     plan: Optional[trt.IHostMemory] = builder.build_serialized_network(network, config)
     if calibrator is not None and calibrator.rejected:
         raise EdgekitError(
@@ -274,8 +267,10 @@ def build_engine(request: EngineRequest, engine_path: Path, log: Log = print) ->
         raise EdgekitError(f"TensorRT {version} failed to build an engine from {request.onnx.name}; see its log above")
     layers = _inspect(logger, plan, request.dla_core)
     if request.dla_core is not None and not layers["dla"]:
-        log(f"warning: no layer of this engine runs on DLA core {request.dla_core}; all {layers['gpu']} run on the GPU")
-    saved_timing = serialized_timing_cache(config.get_timing_cache(), log)
+        log.warning(
+            "no layer of this engine runs on DLA core %d; all %d run on the GPU", request.dla_core, layers["gpu"]
+        )
+    saved_timing = serialized_timing_cache(config.get_timing_cache())
     info = EngineInfo(
         tensorrt_version=version,
         gpu=gpu,
@@ -319,7 +314,6 @@ def _set_precision(
     release: Release,
     version: str,
     compute_capability: str,
-    log: Log,
 ) -> Tuple[Optional[Dict[str, Any]], Any]:
     """Builder flags (8.x-10.x) and, for implicit INT8, the cache calibrator; nothing on 11.x, where the ONNX
     carries the types. Returns (the INT8 record for the sidecar, the calibrator to check after the build)."""
@@ -345,16 +339,18 @@ def _set_precision(
     _, algorithm = cache_header(data, request.calibration_cache.name)
     class_name, header_algorithm, why = calibrator_for(algorithm, request.dla_core is not None)
     if why:
-        log(f"calibration: {why}")
+        log.info("calibration: %s", why)
     data = retarget_cache(data, version, header_algorithm, request.calibration_cache.name)
     header = data.split(b"\n", 1)[0].decode()
-    log(f"INT8 scales from {request.calibration_cache.name} ({header}, {class_name}; no calibration pass here)")
-    calibrator = _cache_calibrator(data, class_name, release, log)
+    log.info(
+        "INT8 scales from %s (%s, %s; no calibration pass here)", request.calibration_cache.name, header, class_name
+    )
+    calibrator = _cache_calibrator(data, class_name, release)
     config.int8_calibrator = calibrator
     return {"route": route, "calibrator": class_name, "cache_header": header}, calibrator
 
 
-def _cache_calibrator(cache: bytes, class_name: str, release: Release, log: Log) -> Any:
+def _cache_calibrator(cache: bytes, class_name: str, release: Release) -> Any:
     """A calibrator of ``class_name`` that hands TensorRT the host-computed cache and never has images to give.
 
     TensorRT asks for a batch only when it rejected the cache (wrong header or algorithm). ``get_batch`` is
@@ -384,7 +380,7 @@ def _cache_calibrator(cache: bytes, class_name: str, release: Release, log: Log)
 
         def get_batch(self, names: List[str]) -> List[int]:
             self.rejected = True
-            log(f"calibration cache rejected by TensorRT {release[0]}.{release[1]}: it asks for images, there are none")
+            log.error("calibration cache rejected by TensorRT %d.%d: it asks for images, there are none", *release)
             return []  # ends calibration; build_engine raises
 
         def read_calibration_cache(self) -> bytes:
@@ -407,24 +403,6 @@ def _use_dla(builder: "trt.Builder", config: "trt.IBuilderConfig", core: int, pr
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    return engine_path.with_name(engine_path.name + SIDECAR_SUFFIX)
-
-
-def read_sidecar(engine_path: Path) -> Optional[Dict[str, Any]]:
-    """The sidecar ``build_engine`` wrote beside an engine (what it was built for), or None where there is none."""
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EdgekitError(f"{path} is corrupt ({exc}); rebuild the engine with `edgekit compile`") from exc
-    if not isinstance(data, dict):
-        raise EdgekitError(f"{path} is not an engine sidecar; rebuild the engine with `edgekit compile`")
-    return data
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -28,7 +28,7 @@ def _batches(inputs: Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndarr
 def entropy_calibrator(inputs: Sequence[np.ndarray], cache_file: Path, batch_size: int = 1) -> Any:
     """A ready ``trt.IInt8EntropyCalibrator2`` for ``config.int8_calibrator`` over 1xCxHxW ``inputs``; keep a
     reference while building and call its ``close()`` afterwards (it frees the device buffers)."""
-    from edgekit.board.backends.tensorrt_backend.runner import _open_cuda
+    from edgekit.board.backends.tensorrt_backend.cuda_binding import open_cuda
 
     try:
         import tensorrt as trt
@@ -42,7 +42,7 @@ def entropy_calibrator(inputs: Sequence[np.ndarray], cache_file: Path, batch_siz
         raise EdgekitError(f"TensorRT {trt.__version__} has no implicit INT8 calibration; build from the Q/DQ model")
     if len(inputs) < batch_size:
         raise EdgekitError(f"{len(inputs)} calibration images cannot fill a batch of {batch_size}")
-    cuda = _open_cuda("auto")  # pycuda: the primary context, pushed on this thread; cuda-python: the runtime API
+    cuda = open_cuda("auto")  # pycuda: the primary context, pushed on this thread; cuda-python: the runtime API
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

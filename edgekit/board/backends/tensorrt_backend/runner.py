@@ -7,7 +7,6 @@ manifest before deserialising, so the user gets a message naming both sides inst
 All imports are lazy: this module loads on machines without TensorRT and the runner picks onnxruntime there.
 """
 
-import ctypes
 import importlib
 import logging
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from edgekit.board.backends.base import Backend, OutputKind
+from edgekit.board.backends.tensorrt_backend.cuda_binding import open_cuda
 from edgekit.board.backends.tensorrt_backend.releases import has, supported_release
+from edgekit.board.backends.tensorrt_backend.sidecar import read_sidecar, sidecar_path
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
@@ -38,137 +39,6 @@ def tensorrt_unavailable_reason() -> Optional[str]:
         except Exception:  # a missing or broken binding: try the next one
             continue
     return "neither pycuda nor cuda-python imports (pip install pycuda, or cuda-python)"
-
-
-class _PyCuda:
-    """pycuda on the device's primary context, the one TensorRT's runtime API uses too."""
-
-    name = "pycuda"
-
-    def __init__(self) -> None:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        self.cuda = cuda
-        self.device = cuda.Device(0)
-        self.context = self.device.retain_primary_context()
-        self.context.push()
-        self.stream = cuda.Stream()
-
-    def pinned(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return self.cuda.pagelocked_empty(shape, dtype)
-
-    def alloc(self, nbytes: int) -> Any:
-        return self.cuda.mem_alloc(max(nbytes, 1))
-
-    def h2d(self, device_ptr: Any, host: np.ndarray) -> None:
-        self.cuda.memcpy_htod_async(device_ptr, host, self.stream)
-
-    def d2h(self, host: np.ndarray, device_ptr: Any) -> None:
-        self.cuda.memcpy_dtoh_async(host, device_ptr, self.stream)
-
-    def synchronize(self) -> None:
-        self.stream.synchronize()
-
-    @property
-    def stream_handle(self) -> int:
-        return int(self.stream.handle)
-
-    def enter(self) -> None:
-        """Make the context current in the calling thread (the runner infers from its own thread)."""
-        self.context.push()
-
-    def leave(self) -> None:
-        self.cuda.Context.pop()
-
-    def gpu(self) -> Tuple[str, str]:
-        major, minor = self.device.compute_capability()
-        return str(self.device.name()), f"{major}.{minor}"
-
-    def close(self) -> None:
-        self.cuda.Context.pop()
-
-
-class _CudaPython:
-    """cuda-python's runtime API (``cuda.bindings.runtime`` from 12.6.1, ``cuda.cudart`` before)."""
-
-    name = "cuda-python"
-
-    def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
-        self.cudart = cudart
-        self.stream = self._check(cudart.cudaStreamCreate())
-        self._pinned: List[int] = []
-        self._device: List[int] = []
-
-    def _check(self, result: Tuple[Any, ...]) -> Any:
-        err, *rest = result
-        if err != self.cudart.cudaError_t.cudaSuccess:
-            raise EdgekitError(f"CUDA error {self.cudart.cudaGetErrorName(err)[1].decode()}")
-        return rest[0] if len(rest) == 1 else rest
-
-    def pinned(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
-        pointer = self._check(self.cudart.cudaMallocHost(nbytes))
-        self._pinned.append(pointer)
-        raw = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(pointer))
-        return raw.view(dtype)[: int(np.prod(shape))].reshape(shape)
-
-    def alloc(self, nbytes: int) -> Any:
-        pointer = self._check(self.cudart.cudaMalloc(max(nbytes, 1)))
-        self._device.append(pointer)
-        return pointer
-
-    def h2d(self, device_ptr: Any, host: np.ndarray) -> None:
-        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.cudart.cudaMemcpyAsync(device_ptr, host.ctypes.data, host.nbytes, kind, self.stream))
-
-    def d2h(self, host: np.ndarray, device_ptr: Any) -> None:
-        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.cudart.cudaMemcpyAsync(host.ctypes.data, device_ptr, host.nbytes, kind, self.stream))
-
-    def synchronize(self) -> None:
-        self._check(self.cudart.cudaStreamSynchronize(self.stream))
-
-    @property
-    def stream_handle(self) -> int:
-        return int(self.stream)
-
-    def enter(self) -> None:
-        """The runtime API uses the primary context from any thread; nothing to push."""
-
-    def leave(self) -> None:
-        """See ``enter``."""
-
-    def gpu(self) -> Tuple[str, str]:
-        props = self._check(self.cudart.cudaGetDeviceProperties(0))
-        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return name.rstrip("\x00"), f"{props.major}.{props.minor}"
-
-    def close(self) -> None:
-        for pointer in self._pinned:
-            self.cudart.cudaFreeHost(pointer)
-        for pointer in self._device:
-            self.cudart.cudaFree(pointer)
-        self._pinned.clear()
-        self._device.clear()
-        self.cudart.cudaStreamDestroy(self.stream)
-
-
-def _open_cuda(binding: str) -> Union[_PyCuda, _CudaPython]:
-    if binding in ("auto", "pycuda"):
-        try:
-            return _PyCuda()
-        except ImportError:
-            if binding == "pycuda":
-                raise EdgekitError("pycuda is not installed: pip install pycuda (or use cuda-python)") from None
-    try:
-        return _CudaPython()
-    except ImportError:
-        raise EdgekitError("TensorRT inference needs pycuda or cuda-python: pip install pycuda") from None
 
 
 def _version_key(version: str) -> Tuple[str, ...]:
@@ -223,8 +93,6 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
 
 def _sidecar_of(engine_path: Path) -> Optional[Dict[str, Any]]:
     """What an engine file given alone was built for, from its sidecar; without one the check cannot run (said)."""
-    from edgekit.board.backends.tensorrt_backend.builder import read_sidecar, sidecar_path
-
     built_for = read_sidecar(engine_path)
     if built_for is None:
         log.warning(
@@ -266,7 +134,7 @@ class TensorRTBackend(Backend):
             raise EdgekitError(f"TensorRT engine not found: {self.engine_path}")
         if built_for is None:
             built_for = _sidecar_of(self.engine_path)
-        self.cuda = _open_cuda(cuda_binding)
+        self.cuda = open_cuda(cuda_binding)
         try:
             self._load(built_for, output_kind)
         finally:
