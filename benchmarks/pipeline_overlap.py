@@ -65,7 +65,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 f"/ fastest inference alone {fastest_fps:.2f} FPS = {stats.fps / fastest_fps:.3f}",
                 flush=True,
             )
-        description = backend.describe()
+        description = backend.details()
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in rounds), 4)

@@ -42,8 +42,9 @@ def test_auto_picks_onnxruntime_for_a_bundle_without_engine_and_says_why(
     assert isinstance(backend, OnnxRuntimeBackend)
     assert "has no TensorRT engine" in backend.chosen_because
     assert "backend: onnxruntime (bundle" in caplog.text
-    info = backend.describe()
+    info = backend.details()
     assert info["provider"] == "CPUExecutionProvider"  # what really runs, not what was asked for
+    assert backend.describe().startswith("onnxruntime ") and "CPUExecutionProvider" in backend.describe()
 
 
 def test_uint8_fast_path_and_ingraph_argmax_match_the_float_logits_model(
@@ -66,7 +67,7 @@ def test_plain_onnx_file_and_thread_settings(tiny_logits_bundle: Path) -> None:
     onnx_file = Bundle.load(tiny_logits_bundle).runtime_onnx
     assert choose_backend(resolve_model(onnx_file)) == ("onnxruntime", "a plain ONNX file was given")
     backend = open_backend(onnx_file, intra_op_threads=1, spin_wait=False)
-    assert backend.describe()["intra_op_threads"] == 1 and backend.describe()["spin_wait"] is False
+    assert backend.details()["intra_op_threads"] == 1 and backend.details()["spin_wait"] is False
     assert backend.infer(np.zeros((1, 3, 64, 128), np.float32)).shape == (1, 20, 64, 128)
 
 

@@ -170,7 +170,7 @@ def test_torch_backend_cpu_matches_the_module_and_rejects_gpu_only_options() -> 
         expected = net(torch.from_numpy(x)).numpy()
     with TorchBackend(net, (2, 3, 32, 64), device="cpu", channels_last=True) as backend:
         np.testing.assert_allclose(backend.infer(x), expected, atol=1e-4)
-        assert backend.describe()["channels_last"] and not backend.describe()["cuda_graphs"]
+        assert backend.details()["channels_last"] and not backend.details()["cuda_graphs"]
         with pytest.raises(EdgekitError, match="built for input"):
             backend.infer(x[:1])
     for options in ({"precision": "fp16"}, {"cuda_graphs": True}, {"naive": True, "channels_last": True}):
@@ -194,7 +194,7 @@ def test_torch_backend_cuda_graphs_channels_last_and_fp16_agree_with_eager(preci
     backend = TorchBackend(net, (1, 3, 256, 512), device="cuda", precision=precision,  # type: ignore[arg-type]
                            half_mode=half_mode, channels_last=True, cuda_graphs=True)  # type: ignore[arg-type]  # fmt: skip
     with backend:
-        assert backend.describe()["cuda_graphs"] and backend.describe()["gpu"]
+        assert backend.details()["cuda_graphs"] and backend.details()["gpu"]
         first = backend.infer(x)
         assert np.array_equal(first, backend.infer(x))  # graph replay is deterministic on a static buffer
         assert (first.argmax(1) == reference).mean() > (0.999 if precision == "fp32" else 0.98)

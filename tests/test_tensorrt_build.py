@@ -239,7 +239,7 @@ def test_real_rebuild_over_a_foreign_timing_cache_and_a_bare_engine(
     assert second.timing_cache == first.timing_cache and timing.read_bytes() != b"not a timing cache from this TensorRT"
     assert any("timing cache" in record.getMessage() for record in caplog.records)
     with TensorRTBackend(engine_path) as backend:  # no built_for: read from model.engine.json
-        assert backend.describe()["tensorrt_version"] == second.tensorrt_version
+        assert backend.details()["tensorrt_version"] == second.tensorrt_version
     sidecar = json.loads(sidecar_path(engine_path).read_text())
     sidecar_path(engine_path).write_text(json.dumps({**sidecar, "compute_capability": "5.3", "gpu": "Tegra X1"}))
     with pytest.raises(EdgekitError, match="built for Tegra X1"):

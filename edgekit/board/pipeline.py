@@ -274,7 +274,7 @@ def run_pipeline(
     prepare = input_preparer(backend, preprocessing)
     stats = RunStats(
         source=source.describe(),
-        backend={**backend.describe(), "chosen_because": backend.chosen_because},
+        backend={**backend.details(), "chosen_because": backend.chosen_because},
     )
     stats.sinks = [sink.describe() for sink in sinks]
     queues = [_Handoff(queue_size, newest_only=source.live) for _ in STAGES[1:]]

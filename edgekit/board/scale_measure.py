@@ -100,7 +100,7 @@ def time_interleaved(backends: Dict[str, Backend], rule: StopRule) -> Dict[str, 
             "p50_ci95_ms": [round(low * 1e3, 3), round(high * 1e3, 3)],
             "stable": reasons[key].startswith("median"),
             "stop_reason": reasons[key] + f", interleaved with {len(backends) - 1} other networks",
-            "backend": backend.describe(),
+            "backend": backend.details(),
         }
     return results
 

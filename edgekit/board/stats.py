@@ -81,7 +81,7 @@ class RunStats:
     """What one run of the pipeline did; ``to_json`` is the file ``--stats`` writes."""
 
     source: str
-    backend: Dict[str, Any]  # backend.describe() and why it was chosen
+    backend: Dict[str, Any]  # backend.details() and why it was chosen
     sinks: List[str] = field(default_factory=list)
     frames_in: int = 0  # frames taken from the source into the pipeline
     frames_out: int = 0  # frames that reached every sink

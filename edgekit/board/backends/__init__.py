@@ -3,7 +3,7 @@
 ``open_backend`` takes a bundle (folder or loaded), a plain ONNX file, a TensorRT engine file or an edgekit
 checkpoint. ``auto`` picks the bundle's TensorRT engine when TensorRT and a CUDA binding import, otherwise
 onnxruntime; a checkpoint runs on the PyTorch backend. The choice and its reason are logged and recorded in
-``backend.describe()["chosen"]``.
+``backend.chosen_because`` (and the run's stats).
 """
 
 import logging

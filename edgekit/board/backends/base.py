@@ -26,8 +26,12 @@ class Backend(abc.ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (NCHW, ``input_dtype``) and return logits (NCHW float) or a class map (NHW int)."""
 
-    def describe(self) -> Dict[str, Any]:
-        """What actually runs: provider/device/precision, for logs and benchmark fingerprints."""
+    def describe(self) -> str:
+        """One line saying what actually runs, for logs (like a source's or a sink's ``describe()``)."""
+        return self.name
+
+    def details(self) -> Dict[str, Any]:
+        """What actually runs, field by field (provider, device, precision), for stats and benchmark fingerprints."""
         return {"backend": self.name}
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing that needs releasing

@@ -102,7 +102,11 @@ class OnnxRuntimeBackend(Backend):
             output = output[:, 0]
         return output
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> str:
+        threads = f"{self.threads[0]} intra-op threads" if self.threads[0] else "intra-op threads on all cores"
+        return f"onnxruntime {ort.__version__} {self.provider} ({self.path.name}, {threads})"
+
+    def details(self) -> Dict[str, Any]:
         return {
             "backend": self.name,
             "model": str(self.path),

@@ -131,7 +131,11 @@ class TorchBackend(Backend):
         output = self.run_on_device(self.to_device(batch))
         return output.float().cpu().numpy()
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> str:
+        mode = "naive eager fp32" if self.naive else self.precision
+        return f"torch {torch.__version__} {mode} on {self.device}"
+
+    def details(self) -> Dict[str, Any]:
         info: Dict[str, Any] = {
             "backend": self.name,
             "mode": "naive eager fp32 (ESPNet authors' loop)" if self.naive else "optimised",

@@ -315,7 +315,7 @@ class Bench:
             p50_s = float(np.median(timing.samples_s))
             result.update(
                 status="ok",
-                backend_info=backend.describe(),
+                backend_info=backend.details(),
                 latency_ms=latency_stats(timing.samples_s),
                 timing=dict(
                     {k: v for k, v in timing.to_dict().items() if k != "samples_s"}, runs=len(timing.samples_s)
@@ -404,7 +404,7 @@ class Bench:
         if backend.name == "tensorrt":
             return profile_tensorrt(backend, batch_input, runs=self.config.profile_runs)
         if backend.name == "onnxruntime":
-            providers = backend.describe().get("requested_providers", ["CPUExecutionProvider"])
+            providers = backend.details().get("requested_providers", ["CPUExecutionProvider"])
             path = workload.onnx_for(precision, batch)
             return profile_onnxruntime(path, batch_input, providers, runs=self.config.profile_runs)
         return f"{NOT_AVAILABLE} (the {backend.name} backend offers no per-layer profile)"

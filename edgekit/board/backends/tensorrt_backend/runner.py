@@ -244,7 +244,10 @@ class TensorRTBackend(Backend):
             output = output[:, 0]
         return output
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> str:
+        return f"tensorrt {self.trt.__version__} on {self.gpu_name} ({self.engine_path.name}, {self.cuda.name})"
+
+    def details(self) -> Dict[str, Any]:
         return {
             "backend": self.name,
             "engine": str(self.engine_path),
