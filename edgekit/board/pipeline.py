@@ -29,11 +29,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
+from edgekit.board import events
 from edgekit.board.backends.base import Backend, to_classmap
 from edgekit.board.bundle import Bundle
 from edgekit.board.classes import ClassSet
@@ -43,9 +44,6 @@ from edgekit.board.sources.base import Frame, Source, StallError
 from edgekit.board.stats import LatencyRecorder, RateMeter, RunStats, latency_summary
 from edgekit.board.visualize import draw_legend, overlay
 from edgekit.errors import EdgekitError
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +237,170 @@ def _signals_request_stop(control: _Control, enabled: bool) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+class _Run:
+    """One run's shared state and its stages: capture (reads the source), the four stage workers, and the stats.
+
+    Each stage is a method so it reads (and can be tested) on its own; the threads only call them.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        source: Source,
+        sinks: Sequence[Sink],
+        preprocessing: Preprocessing,
+        classes: ClassSet,
+        queue_size: int,
+        stall_timeout: float,
+        max_frames: Optional[int],
+        alpha: float,
+        legend: bool,
+    ) -> None:
+        self.backend, self.source, self.sinks, self.classes = backend, source, sinks, classes
+        self.stall_timeout, self.max_frames, self.alpha, self.legend = stall_timeout, max_frames, alpha, legend
+        self.control = _Control()
+        self.latencies = LatencyRecorder()
+        self.rate = RateMeter()
+        self.prepare = input_preparer(backend, preprocessing)
+        self.stats = RunStats(
+            source=source.describe(), backend={**backend.details(), "chosen_because": backend.chosen_because}
+        )
+        self.stats.sinks = [sink.describe() for sink in sinks]
+        self.queues = [_Handoff(queue_size, newest_only=source.live) for _ in STAGES[1:]]
+        self.times: Dict[str, float] = {}
+        self.draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
+        self.progress: Optional[events.Task] = None
+
+    def read(self) -> Optional[Frame]:
+        """The next frame; waits in short slices so a stop request is seen while a live source is silent."""
+        began = time.perf_counter()
+        while True:
+            remaining = self.stall_timeout - (time.perf_counter() - began)
+            try:
+                frame = self.source.read(timeout=max(min(_STALL_SLICE, remaining), 0.01))
+                break
+            except StallError:
+                if self.control.stop.is_set() or self.control.abort.is_set():
+                    return None
+                if time.perf_counter() - began >= self.stall_timeout:
+                    raise StallError(
+                        f"{self.source.uri} delivered no frame for {self.stall_timeout:.1f} s: the stream stalled"
+                    ) from None
+        if frame is not None:
+            self.latencies.add("capture", time.perf_counter() - began)
+        return frame
+
+    def capture(self, first: Optional[Frame]) -> None:
+        control, stats = self.control, self.stats
+        frame = first
+        try:
+            while frame is not None and not control.stop.is_set() and not control.abort.is_set():
+                self.times.setdefault("first_in", time.perf_counter())
+                stats.frames_in += 1
+                if not self.queues[0].put(_Item(frame), control.abort):
+                    return
+                if self.max_frames is not None and stats.frames_in >= self.max_frames:
+                    control.stopped_by = f"max_frames ({self.max_frames}) reached"
+                    break
+                frame = self.read()
+        except Exception as exc:  # the source failed (truncated file, stall): the frames in flight still count
+            control.fail(exc, drain=True)
+        self.times["dropped"] = self.source.dropped  # the grabber keeps replacing frames until the source is closed
+        self.queues[0].put(_END, control.abort)
+
+    def preprocess(self, item: _Item) -> None:
+        item.tensor = self.prepare(item.frame.image)
+
+    def infer(self, item: _Item) -> None:
+        assert item.tensor is not None
+        item.output = self.backend.infer(item.tensor)
+
+    def postprocess(self, item: _Item) -> None:
+        assert item.output is not None
+        if self.draw:
+            image, classmap = render(item.frame, item.output, self.backend, self.classes, self.alpha, self.legend)
+        else:
+            image, classmap = item.frame.image, to_classmap(item.output, self.backend.output_kind)[0]
+        item.result = OutputFrame(image, item.frame, classmap, self.rate.fps(), self.rate.latency_ms())
+
+    def output(self, item: _Item) -> None:
+        assert item.result is not None
+        for sink in self.sinks:
+            sink.write(item.result)
+        now = time.perf_counter()
+        end_to_end = time.monotonic() - item.frame.timestamp
+        self.latencies.add("end_to_end", end_to_end)
+        self.rate.tick(now, end_to_end)
+        self.times.setdefault("first_out", now)
+        self.times["last_out"] = now
+        self.stats.frames_out += 1
+        if self.progress is not None:
+            self.progress.update(status=f"{self.rate.fps():.1f} FPS")
+            self.progress.advance()
+        if any(sink.stop_requested for sink in self.sinks):
+            self.control.request_stop("stopped from a sink (window closed)")
+
+    def stage(self, name: str, work: Callable[[_Item], None], inbox: _Handoff, outbox: Optional[_Handoff]) -> None:
+        """Take items from ``inbox``, do ``work`` on each (timed as ``name``), hand them to ``outbox``."""
+        abort = self.control.abort
+        while True:
+            item = inbox.get(abort)
+            if item is _END:
+                break
+            began = time.perf_counter()
+            work(item)
+            self.latencies.add(name, time.perf_counter() - began)
+            if outbox is not None and not outbox.put(item, abort):
+                return
+        if outbox is not None:
+            outbox.put(_END, abort)
+
+    def start(self, first: Optional[Frame], niceness: int) -> List[threading.Thread]:
+        """One thread per stage, started: capture from ``first`` on, then each stage between its hand-offs; every
+        stage but inference ``niceness`` steps nicer."""
+        stages = [("preprocess", self.preprocess), ("inference", self.infer), ("postprocess", self.postprocess),
+                  ("output", self.output)]  # fmt: skip
+        workers = [self._guarded(niceness, self.capture, first)]
+        for i, (name, work) in enumerate(stages):
+            outbox = self.queues[i + 1] if i + 1 < len(self.queues) else None
+            workers.append(
+                self._guarded(0 if name == "inference" else niceness, self.stage, name, work, self.queues[i], outbox)
+            )
+        threads = [
+            threading.Thread(target=work, name=f"edgekit {name}", daemon=True) for work, name in zip(workers, STAGES)
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _guarded(self, niceness: int, target: Callable[..., None], *args: Any) -> Callable[[], None]:
+        """``target(*args)`` at ``niceness``, any error recorded as the run's (which aborts it)."""
+
+        def run() -> None:
+            try:
+                if niceness:
+                    _renice_this_thread(niceness)
+                target(*args)
+            except BaseException as exc:
+                self.control.fail(exc)
+
+        return run
+
+    def finish(self, started: float, timing: Optional[_InferenceOnly], stats_path: Optional[Union[str, Path]]) -> None:
+        """Abort what still runs, close the source and every sink, complete the stats and write them."""
+        stats = self.stats
+        self.control.abort.set()
+        _close_all(self.source, self.sinks, self.control)
+        _finish(stats, self.control, self.source, self.latencies, self.times, started)
+        stats.frames_dropped_between_stages = sum(handoff.dropped for handoff in self.queues)
+        if timing is not None:
+            stats.inference_only = timing.summary(self.latencies.samples("inference"))
+            if stats.fps:
+                stats.fps_vs_inference_only = round(stats.fps / stats.inference_only["fps"], 4)
+        if stats_path is not None:
+            _write_stats(stats, stats_path, self.control)
+
+
 def run_pipeline(
     backend: Backend,
     source: Source,
@@ -254,7 +416,6 @@ def run_pipeline(
     alpha: float = 0.5,
     legend: bool = True,
     stats_path: Optional[Union[str, Path]] = None,
-    progress: "Optional[Console]" = None,
     handle_signals: bool = True,
     stage_niceness: int = STAGE_NICENESS,
 ) -> RunStats:
@@ -264,155 +425,32 @@ def run_pipeline(
     finalized. ``queue_size``: frames each hand-off holds for files and folders (live sources hold only the
     newest). ``inference_only_iterations`` > 0 times backend.infer alone on the first frame before and after
     streaming (same process, same input) and reports the pipeline's FPS relative to it. ``stage_niceness`` (Linux)
-    lowers the CPU priority of every stage but inference; 0 keeps them equal. ``progress``: the rich console to draw
-    a progress bar on (the caller's, so the library never picks an output stream). Raises PipelineError (with the
-    stats attached and written) when a stage or the source fails or the source stalls.
+    lowers the CPU priority of every stage but inference; 0 keeps them equal. Progress is an
+    :func:`edgekit.board.events.task` (frames out of the source's count, FPS as its status). Raises PipelineError
+    (with the stats attached and written) when a stage or the source fails or the source stalls.
     """
-    control = _Control()
-    latencies = LatencyRecorder()
-    rate = RateMeter()
-    prepare = input_preparer(backend, preprocessing)
-    stats = RunStats(
-        source=source.describe(),
-        backend={**backend.details(), "chosen_because": backend.chosen_because},
-    )
-    stats.sinks = [sink.describe() for sink in sinks]
-    queues = [_Handoff(queue_size, newest_only=source.live) for _ in STAGES[1:]]
-    times: Dict[str, float] = {}
-    draw = not all(isinstance(sink, NullSink) for sink in sinks)  # nobody sees an overlay drawn for no sink
-
-    def read() -> Optional[Frame]:
-        """The next frame; waits in short slices so a stop request is seen while a live source is silent."""
-        began = time.perf_counter()
-        while True:
-            remaining = stall_timeout - (time.perf_counter() - began)
-            try:
-                frame = source.read(timeout=max(min(_STALL_SLICE, remaining), 0.01))
-                break
-            except StallError:
-                if control.stop.is_set() or control.abort.is_set():
-                    return None
-                if time.perf_counter() - began >= stall_timeout:
-                    raise StallError(
-                        f"{source.uri} delivered no frame for {stall_timeout:.1f} s: the stream stalled"
-                    ) from None
-        if frame is not None:
-            latencies.add("capture", time.perf_counter() - began)
-        return frame
-
-    def capture(first: Optional[Frame]) -> None:
-        frame = first
-        try:
-            while frame is not None and not control.stop.is_set() and not control.abort.is_set():
-                times.setdefault("first_in", time.perf_counter())
-                stats.frames_in += 1
-                if not queues[0].put(_Item(frame), control.abort):
-                    return
-                if max_frames is not None and stats.frames_in >= max_frames:
-                    control.stopped_by = f"max_frames ({max_frames}) reached"
-                    break
-                frame = read()
-        except Exception as exc:  # the source failed (truncated file, stall): the frames in flight still count
-            control.fail(exc, drain=True)
-        times["dropped"] = source.dropped  # the grabber keeps replacing frames until the source is closed
-        queues[0].put(_END, control.abort)
-
-    def preprocess(item: _Item) -> None:
-        item.tensor = prepare(item.frame.image)
-
-    def infer(item: _Item) -> None:
-        assert item.tensor is not None
-        item.output = backend.infer(item.tensor)
-
-    def postprocess(item: _Item) -> None:
-        assert item.output is not None
-        if draw:
-            image, classmap = render(item.frame, item.output, backend, classes, alpha, legend)
-        else:
-            image, classmap = item.frame.image, to_classmap(item.output, backend.output_kind)[0]
-        item.result = OutputFrame(image, item.frame, classmap, rate.fps(), rate.latency_ms())
-
-    def output(item: _Item) -> None:
-        assert item.result is not None
-        for sink in sinks:
-            sink.write(item.result)
-        now = time.perf_counter()
-        end_to_end = time.monotonic() - item.frame.timestamp
-        latencies.add("end_to_end", end_to_end)
-        rate.tick(now, end_to_end)
-        times.setdefault("first_out", now)
-        times["last_out"] = now
-        stats.frames_out += 1
-        if progress_bar is not None:
-            progress_bar.advance(1)
-        if any(sink.stop_requested for sink in sinks):
-            control.request_stop("stopped from a sink (window closed)")
-
-    def stage(name: str, work: Callable[[_Item], None], inbox: _Handoff, outbox: Optional[_Handoff]) -> None:
-        while True:
-            item = inbox.get(control.abort)
-            if item is _END:
-                break
-            began = time.perf_counter()
-            work(item)
-            latencies.add(name, time.perf_counter() - began)
-            if outbox is not None and not outbox.put(item, control.abort):
-                return
-        if outbox is not None:
-            outbox.put(_END, control.abort)
-
-    def guarded(niceness: int, target: Callable[..., None], *args: Any) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                if niceness:
-                    _renice_this_thread(niceness)
-                target(*args)
-            except BaseException as exc:
-                control.fail(exc)
-
-        return run
-
-    stages = [("preprocess", preprocess), ("inference", infer), ("postprocess", postprocess), ("output", output)]
-    progress_bar = None if progress is None else _Progress(progress, source.frame_count, source.live)
-    log.info("running %s -> %s on %s", stats.source, ", ".join(stats.sinks), backend.name)
+    run = _Run(backend, source, sinks, preprocessing, classes, queue_size, stall_timeout, max_frames, alpha, legend)
+    log.info("running %s -> %s on %s", run.stats.source, ", ".join(run.stats.sinks), backend.describe())
     started = time.perf_counter()
     timing: Optional[_InferenceOnly] = None
     try:
-        stats.stage_niceness = _applicable_niceness(stage_niceness)  # in here: a bad value still closes the sinks
-        with _signals_request_stop(control, handle_signals), _opencv_single_threaded():
-            first, timing = _first_frame(read, prepare, backend, warmup, inference_only_iterations, control)
-            niceness = stats.stage_niceness
-            workers = [guarded(niceness, capture, first)]
-            for i, (name, work) in enumerate(stages):
-                outbox = queues[i + 1] if i + 1 < len(queues) else None
-                workers.append(guarded(0 if name == "inference" else niceness, stage, name, work, queues[i], outbox))
-            threads = [
-                threading.Thread(target=work, name=f"edgekit {name}", daemon=True)
-                for work, name in zip(workers, STAGES)
-            ]
-            for thread in threads:
-                thread.start()
-            _wait(threads, control)
-            if timing is not None and control.error is None and not control.stop.is_set():
+        run.stats.stage_niceness = _applicable_niceness(stage_niceness)  # in here: a bad value still closes the sinks
+        total = source.frame_count if max_frames is None else min(source.frame_count or max_frames, max_frames)
+        work = events.task("live frames" if source.live else "frames", total=total)
+        signals = _signals_request_stop(run.control, handle_signals)
+        with work as run.progress, signals, _opencv_single_threaded():
+            first, timing = _first_frame(run.read, run.prepare, backend, warmup, inference_only_iterations, run.control)
+            _wait(run.start(first, run.stats.stage_niceness), run.control)
+            if timing is not None and run.control.error is None and not run.control.stop.is_set():
                 timing.after = time_inference(backend, timing.tensor, timing.iterations)
     finally:
-        control.abort.set()
-        if progress_bar is not None:
-            progress_bar.stop()
-        _close_all(source, sinks, control)
-        _finish(stats, control, source, latencies, times, started)
-        stats.frames_dropped_between_stages = sum(handoff.dropped for handoff in queues)
-        if timing is not None:
-            stats.inference_only = timing.summary(latencies.samples("inference"))
-            if stats.fps:
-                stats.fps_vs_inference_only = round(stats.fps / stats.inference_only["fps"], 4)
-        if stats_path is not None:
-            _write_stats(stats, stats_path, control)
-    if control.error is not None:
-        if isinstance(control.error, EdgekitError):
-            raise PipelineError(str(control.error), stats) from control.error
-        raise control.error
-    return stats
+        run.finish(started, timing, stats_path)
+    error = run.control.error
+    if error is not None:
+        if isinstance(error, EdgekitError):
+            raise PipelineError(str(error), run.stats) from error
+        raise error
+    return run.stats
 
 
 def _applicable_niceness(requested: int) -> int:
@@ -550,26 +588,6 @@ def _write_stats(stats: RunStats, path: Union[str, Path], control: _Control) -> 
         control.fail(exc)
         return
     log.info("stats written to %s", path)
-
-
-class _Progress:
-    """A rich progress bar (total known for files and folders) updated from the output thread."""
-
-    def __init__(self, console: "Console", total: Optional[int], live: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
-        )  # fmt: skip
-        self.task = self.progress.add_task("live" if live else "frames", total=total)
-        self.progress.start()
-
-    def advance(self, count: int) -> None:
-        self.progress.advance(self.task, count)
-
-    def stop(self) -> None:
-        self.progress.stop()
 
 
 def model_inputs(model: Union[Bundle, Path]) -> Tuple[Preprocessing, ClassSet]:

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from edgekit.board import events
 from edgekit.errors import EdgekitError
 
 # Cityscapes train ids (cityscapesscripts' label table); only the ones the generator draws.
@@ -544,8 +545,6 @@ def write_cityscapes_layout(
     out_dir: Path, count: int, size: Tuple[int, int] = (1024, 512), seed: int = 0, val_fraction: float = 0.2
 ) -> Path:
     """Write `count` scenes as a Cityscapes tree (city 'synth'): leftImg8bit + gtFine labelIds and labelTrainIds."""
-    from rich.progress import Progress
-
     if count < 1:
         raise EdgekitError(f"--count must be at least 1, got {count}")
     if not 0.0 <= val_fraction < 1.0:
@@ -553,8 +552,7 @@ def write_cityscapes_layout(
     out_dir = Path(out_dir)
     lut = _label_ids_from_train_ids()
     val_count = round(count * val_fraction) if count > 1 else 0
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"writing {count} synthetic scenes", total=count)
+    with events.task(f"writing {count} synthetic scenes", total=count) as work:
         for i in range(count):
             split = "val" if i >= count - val_count else "train"
             stem = f"synth_{seed:06d}_{i:06d}"
@@ -566,7 +564,7 @@ def write_cityscapes_layout(
             _write_png(image_dir / f"{stem}_leftImg8bit.png", image)
             _write_png(label_dir / f"{stem}_gtFine_labelTrainIds.png", label)
             _write_png(label_dir / f"{stem}_gtFine_labelIds.png", lut[label])
-            progress.advance(task)
+            work.advance()
     return out_dir
 
 

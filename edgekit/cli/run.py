@@ -115,7 +115,7 @@ def execute(args: argparse.Namespace, model: Any, source_uri: str) -> int:
             backend, source, sinks, preprocessing, classes,
             queue_size=args.queue_size, stall_timeout=args.stall_timeout,
             inference_only_iterations=args.measure_inference, max_frames=args.max_frames, alpha=args.alpha,
-            stats_path=args.stats, progress=console, stage_niceness=args.stage_niceness,
+            stats_path=args.stats, stage_niceness=args.stage_niceness,
         )  # fmt: skip
     rate = "FPS not measured (a rate needs 2 frames)" if stats.fps is None else f"{stats.fps:.2f} FPS end-to-end"
     summary = (
