@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import fill_up
 
+from edgekit.board import events
 from edgekit.board.backends import open_backend
 from edgekit.board.backends.base import Backend
 from edgekit.board.bundle import Bundle
@@ -416,3 +417,36 @@ def test_video_behind_a_slow_model_is_written_at_the_rate_it_delivers(tiny_bundl
     )
     written = cv2.VideoCapture(str(tmp_path / "o.avi")).get(cv2.CAP_PROP_FPS)
     assert written == pytest.approx(stats.fps, rel=0.2) and written < 15
+
+
+def test_progress_is_one_task_counting_frames_out_against_the_folder_length(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The pipeline reports through events.task (no console argument): total = images in the folder, one advance
+    per frame out, the measured FPS as its status; the task is closed before the stats are returned."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(5):
+        cv2.imwrite(str(folder / f"{index}.png"), np.full((48, 64, 3), 40 * index, np.uint8))
+    seen: list[tuple[object, ...]] = []
+
+    class Recorder(events.Renderer):
+        def started(self, task: events.Task) -> None:
+            seen.append(("started", task.description, task.total))
+
+        def changed(self, task: events.Task) -> None:
+            seen.append(("changed", task.completed))
+
+        def finished(self, task: events.Task) -> None:
+            seen.append(("finished", task.completed, task.status))
+
+    bundle = Bundle.load(tiny_bundle)
+    previous = events.install(Recorder())
+    try:
+        stats = run_pipeline(
+            open_backend(bundle), open_source(folder), [NullSink()], bundle.preprocessing, bundle.classes
+        )
+    finally:
+        events.install(previous)
+    assert stats.frames_out == 5
+    assert seen[0] == ("started", "frames", 5)
+    assert [entry[1] for entry in seen[1:-1] if entry[0] == "changed"][-1] == 5
+    assert seen[-1][:2] == ("finished", 5) and str(seen[-1][2]).endswith(" FPS")
