@@ -12,10 +12,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from edgekit.board import events
 from edgekit.board.backends import Backend, open_backend
 from edgekit.board.measure.fingerprint import device_fingerprint
 from edgekit.board.measure.timing import StopRule, latency_stats, median_ci, relative_ci, time_until_stable
@@ -143,12 +144,12 @@ def measure_kit(
     kit: Path,
     output: Path,
     threads: Optional[int] = None,
-    progress: Optional[Callable[[int, int, str], None]] = None,
 ) -> Dict[str, Any]:
     """Measure every candidate of ``kit`` not yet in ``output`` in groups, rewriting ``output`` after each group.
 
     An interrupted run therefore loses at most the group in progress, and running the same command again
-    continues it. ``threads`` overrides the kit's onnxruntime thread count.
+    continues it. ``threads`` overrides the kit's onnxruntime thread count. Progress: an events task over all the
+    kit's candidates (those an earlier run measured count as done), the group being measured as its status.
     """
     document = read_kit(kit)
     rule = StopRule(**document["stop_rule"])
@@ -171,20 +172,22 @@ def measure_kit(
         }
     todo = [c for c in document["candidates"] if c["key"] not in results["measured"]]
     total = len(document["candidates"])
-    for first in range(0, len(todo), GROUP_SIZE):
-        group = todo[first : first + GROUP_SIZE]
-        if progress:
-            progress(total - len(todo) + first, total, ", ".join(c["key"] for c in group))
-        results["measured"].update(
-            measure_group(
-                {c["key"]: kit / c["onnx"] for c in group},
-                document["backend"],
-                document["precision"],
-                rule,
-                chosen_threads,
-                int(document.get("workspace_mib") or WORKSPACE_MIB),
+    with events.task("measuring candidates", total=total) as work:
+        work.advance(total - len(todo))
+        for first in range(0, len(todo), GROUP_SIZE):
+            group = todo[first : first + GROUP_SIZE]
+            work.update(status=", ".join(c["key"] for c in group))
+            results["measured"].update(
+                measure_group(
+                    {c["key"]: kit / c["onnx"] for c in group},
+                    document["backend"],
+                    document["precision"],
+                    rule,
+                    chosen_threads,
+                    int(document.get("workspace_mib") or WORKSPACE_MIB),
+                )
             )
-        )
-        write_json_atomic(output, results)
+            write_json_atomic(output, results)
+            work.advance(len(group))
     write_json_atomic(output, results)
     return results

@@ -24,10 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.board.scale_measure import measure_kit
     from edgekit.cli.common import console
 
-    def progress(index: int, total: int, key: str) -> None:
-        console.print(f"candidate {index + 1}/{total}: {key}")
-
-    results = measure_kit(args.kit, args.output, threads=args.threads, progress=progress)
+    results = measure_kit(args.kit, args.output, threads=args.threads)
     for key, measured in results["measured"].items():
         console.print("{}: p50 {:.3f} ms".format(key, measured["latency_ms"]["p50_ms"]))
     console.print(
