@@ -12,9 +12,13 @@ from edgekit.cli import render
 
 def test_without_a_renderer_a_task_is_two_log_lines(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edgekit")
-    with events.task("calibrating", total=3) as work:
-        for _ in range(3):
-            work.advance()
+    previous = events.install(events.Renderer())  # an in-process `main()` in an earlier test left the CLI's one
+    try:
+        with events.task("calibrating", total=3) as work:
+            for _ in range(3):
+                work.advance()
+    finally:
+        events.install(previous)
     lines = [r.getMessage() for r in caplog.records if r.name == "edgekit"]
     assert lines[0] == "calibrating ..."
     assert lines[1].startswith("calibrating: 3/3 done in ")
