@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -204,14 +205,15 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_fine_tuning_replaces_the_classifier_and_eval_prints_the_table(
-    synthetic_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synthetic_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     first = synthetic_run
     data = _road_dataset(tmp_path / "data", 3)
     config = TrainConfig(model="espnet-c", data=data, out_dir=tmp_path / "b", epochs=1, init_checkpoint=first.best,
                          **TINY)  # type: ignore[arg-type]  # fmt: skip
-    tuned = train(config)
-    assert "replaced the classifier" in capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="edgekit"):
+        tuned = train(config)
+    assert "replaced the classifier" in caplog.text
     start, end = Checkpoint.load(first.best).state_dict, Checkpoint.load(tuned.last).state_dict
     assert end["classifier.conv.weight"].shape[0] == 2 and start["classifier.conv.weight"].shape[0] == 19
     assert main(["eval", "--checkpoint", str(tuned.best), "--data", str(data)]) == 0

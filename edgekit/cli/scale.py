@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from edgekit.scale.search import DEFAULT_RULE, ScaleConfig, run_scale
-    from edgekit.train import progress_bars
 
     config = ScaleConfig(
         target=args.target,
@@ -74,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
         rule=replace(DEFAULT_RULE, budget_s=args.timing_budget),
     )
     try:
-        with progress_bars() as progress:
-            result = run_scale(config, progress)
+        result = run_scale(config)
     except KeyboardInterrupt:
         console.print(f"interrupted: {args.output} keeps everything measured and trained; continue with the same "
                       "command plus --resume")  # fmt: skip

@@ -27,9 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from rich.progress import Progress
-
 from edgekit.bench.zoo import random_checkpoint
+from edgekit.board import events
 from edgekit.board.classes import ClassSet
 from edgekit.board.measure.fingerprint import device_fingerprint
 from edgekit.board.measure.timing import StopRule
@@ -198,9 +197,8 @@ def _classes(data: Path | None, input_size: tuple[int, int]) -> ClassSet:
 class ScaleRun:
     """One scaling run: its settings, its ``family.json`` state, and the measuring and training it still needs."""
 
-    def __init__(self, config: ScaleConfig, progress: Progress | None = None) -> None:
+    def __init__(self, config: ScaleConfig) -> None:
         self.config = config
-        self.progress = progress
         self.target = load_target(config.target)
         choice = choose_precision(self.target, config.precision)
         if choice.substituted:  # e.g. --precision int8 on the Nano: said, not silently swapped
@@ -314,17 +312,14 @@ class ScaleRun:
             return
         if self.measurement.where == "kit":
             raise _AwaitingLatencies(self._write_kit(todo))
-        task = progress_task(self, f"{what}: latency", len(todo))
-        for first in range(0, len(todo), GROUP_SIZE):
-            group = todo[first : first + GROUP_SIZE]
-            for key, record in self._measure_here(group).items():
-                self.state["latencies"][key] = {**record, "model": next(n[1] for n in group if n[0] == key),
-                                                "measured_on": "this machine"}  # fmt: skip
-            self.save()
-            if self.progress and task is not None:
-                self.progress.advance(task, len(group))
-        if self.progress and task is not None:
-            self.progress.remove_task(task)
+        with events.task(f"{what}: latency", total=len(todo)) as work:
+            for first in range(0, len(todo), GROUP_SIZE):
+                group = todo[first : first + GROUP_SIZE]
+                for key, record in self._measure_here(group).items():
+                    self.state["latencies"][key] = {**record, "model": next(n[1] for n in group if n[0] == key),
+                                                    "measured_on": "this machine"}  # fmt: skip
+                self.save()
+                work.advance(len(group))
 
     def _write_kit(self, networks: list[tuple[str, str, dict[str, Any]]]) -> Path:
         kit_id = uuid.uuid4().hex[:12]
@@ -445,11 +440,11 @@ def _network(arch: Arch) -> tuple[str, str, dict[str, Any]]:
     return arch.key, SCALED, arch.model_kwargs()
 
 
-def run_scale(config: ScaleConfig, progress: Progress | None = None) -> ScaleResult:
+def run_scale(config: ScaleConfig) -> ScaleResult:
     """The whole procedure; Ctrl-C/SIGTERM leave ``family.json`` resumable and re-raise KeyboardInterrupt."""
     from edgekit.scale.report import write_reports
 
-    run = ScaleRun(config, progress)
+    run = ScaleRun(config)
     if config.latencies is not None:
         run.merge_latencies(config.latencies)
     try:
@@ -505,13 +500,10 @@ def _search(run: ScaleRun) -> str:
             stop = f"step {index}: no candidate fits the {config.budget_ms:g} ms budget"
             step["candidates"] = [run.describe(p.arch, p) for p in plan.proposals]
             break
-        task = progress_task(run, f"step {index}: proxy training", len(fitting))
-        for proposal in fitting:
-            run.proxy_miou(*_network(proposal.arch))
-            if run.progress and task is not None:
-                run.progress.advance(task)
-        if run.progress and task is not None:
-            run.progress.remove_task(task)
+        with events.task(f"step {index}: proxy training", total=len(fitting)) as work:
+            for proposal in fitting:
+                run.proxy_miou(*_network(proposal.arch))
+                work.advance()
         parent_miou = float(state["proxy"][parent.key]["miou"])
         parent_latency = run.latency_ms(parent) or 0.0
         candidates = [run.describe(p.arch, p) for p in plan.proposals]
@@ -555,11 +547,6 @@ def _search(run: ScaleRun) -> str:
     state["complete"] = True
     run.save()
     return f"{len(steps)} steps, {stop}; final network {final_key} -> {final}"
-
-
-def progress_task(run: ScaleRun, description: str, total: int) -> Any:
-    """A bar on the run's progress display, or None without one."""
-    return run.progress.add_task(description, total=total, status="") if run.progress else None
 
 
 def _finetune(run: ScaleRun, final: Path) -> dict[str, Any]:
