@@ -199,3 +199,25 @@ def test_a_precision_the_target_lacks_is_substituted_out_loud(tmp_path: Path) ->
     assert "INT8 is not available on jetson-nano" in result.stderr and "using FP16 instead" in result.stderr
     settings = json.loads((tmp_path / "family" / "family.json").read_text())["settings"]
     assert settings["precision"] == "fp16"
+
+
+def test_the_scale_command_leaves_its_defaults_to_scale_config() -> None:
+    """Flags left out stay out of the namespace (ScaleConfig's defaults apply); every flag given but
+    --timing-budget (it replaces the stop rule's budget) lands on a field of the same name."""
+    from dataclasses import fields
+
+    from edgekit.cli import build_parser
+    from edgekit.scale import ScaleConfig
+
+    parser = build_parser()
+    required = ["scale", "--target", "cpu-x86", "--budget-ms", "20", "-o", "family"]
+    bare = parser.parse_args(required)
+    assert {f.name for f in fields(ScaleConfig) if hasattr(bare, f.name)} == {"target", "budget_ms", "out_dir"}
+    every = parser.parse_args(
+        [*required, "--data", "d", "--input-size", "64x32", "--precision", "fp32", "--proxy-seconds", "2",
+         "--max-steps", "2", "--finetune-seconds", "1", "--measure", "here", "--threads", "1", "--batch-size", "2",
+         "--workers", "1", "--seed", "1", "--timing-budget", "0.5", "--compare", "lpsnet-s", "--kit-lookahead", "2",
+         "--resume", "--latencies", "l.json"]
+    )  # fmt: skip
+    given = {name for name in vars(every) if name not in ("command", "func", "timing_budget")}
+    assert given <= {f.name for f in fields(ScaleConfig)} and len(given) == 18

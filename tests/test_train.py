@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,8 @@ import torch
 
 from edgekit.board.synthetic import generate_scene
 from edgekit.checkpoint import Checkpoint
-from edgekit.cli import main
-from edgekit.train import TrainConfig, TrainResult, learning_rate, train
+from edgekit.cli import build_parser, main
+from edgekit.train import TrainConfig, TrainResult, evaluate, learning_rate, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,3 +233,28 @@ def test_cyclic_schedule_follows_espnetv2() -> None:
     assert learning_rate(TrainConfig(model="espnet", data=None, out_dir=Path("."), lr=0.01), 0.5) == pytest.approx(
         0.01 * 0.5**0.9
     )
+
+
+def test_the_train_and_eval_commands_leave_their_defaults_to_the_library() -> None:
+    """Flags left out stay out of the namespace (TrainConfig's and evaluate()'s defaults apply), and every flag
+    given lands on a field of the same name (a misspelt dest would be dropped silently)."""
+    parser = build_parser()
+    bare = parser.parse_args(["train", "--model", "espnet-c", "--out", "runs/x"])
+    assert {f.name for f in fields(TrainConfig) if hasattr(bare, f.name)} == {"model", "data", "out_dir"}
+    every = parser.parse_args(
+        ["train", "--model", "espnet-c", "--out", "runs/x", "--data", "d", "--input-size", "64x32", "--epochs", "3",
+         "--time-budget", "5", "--batch-size", "2", "--lr", "0.01", "--optimizer", "sgd", "--schedule", "cyclic",
+         "--class-weighting", "none", "--init", "a.pt", "--resume", "b.pt", "--overwrite", "--workers", "1",
+         "--seed", "4", "--synthetic-train", "6", "--synthetic-val", "2", "--crop", "32x16", "--threads", "1",
+         "--no-augment"]
+    )  # fmt: skip
+    given = {name: value for name, value in vars(every).items() if name not in ("command", "func")}
+    assert set(given) <= {f.name for f in fields(TrainConfig)}
+    assert len(given) == 21 and given["crop_size"] == (32, 16) and given["augment"] is False
+
+    parameters = inspect.signature(evaluate).parameters
+    bare = parser.parse_args(["eval", "--checkpoint", "best.pt"])
+    assert {name for name in parameters if hasattr(bare, name)} == {"checkpoint", "data"}
+    every = parser.parse_args(["eval", "--checkpoint", "best.pt", "--data", "d", "--split", "test", "--batch-size",
+                               "2", "--workers", "1", "--synthetic-val", "3", "--seed", "1"])  # fmt: skip
+    assert {name for name in vars(every) if name not in ("command", "func")} == set(parameters)

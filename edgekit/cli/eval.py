@@ -1,35 +1,41 @@
 """``edgekit eval``: per-class IoU and mIoU of a checkpoint on a dataset's validation split."""
 
 import argparse
+import inspect
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cli.common import non_negative_int, positive_int
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("eval", help="per-class IoU and mIoU of a checkpoint on a dataset split")
     parser.add_argument("--checkpoint", type=Path, required=True, help="edgekit checkpoint (best.pt, last.pt)")
     parser.add_argument("--data", type=Path, help="dataset folder; omitted: the synthetic validation scenes")
-    parser.add_argument("--split", default="val", help="split to score (default val)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--synthetic-val", type=int, default=40, help="synthetic scenes to score (no --data)")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed (no --data): same validation scenes")
+    # Options left out stay out of the namespace, so evaluate()'s defaults apply.
+    option = partial(parser.add_argument, default=argparse.SUPPRESS)
+    option("--split", help="split to score (default: the validation split)")
+    option("--batch-size", type=positive_int)
+    option("--workers", dest="num_workers", metavar="N", type=non_negative_int)
+    option("--synthetic-val", dest="synthetic_count", metavar="N", type=positive_int,
+           help="synthetic scenes to score (no --data)")  # fmt: skip
+    option("--seed", type=int, help="the training seed (no --data): same validation scenes")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edgekit.train import evaluate
 
-    report = evaluate(
-        args.checkpoint, args.data, args.split, args.batch_size, args.workers, args.synthetic_val, args.seed
-    )
-    table = Table(
-        title=f"{args.checkpoint}: {report.images} images of {args.data or 'synthetic scenes'} ({args.split})"
-    )
+    parameters = inspect.signature(evaluate).parameters
+    options = {name: getattr(args, name) for name in parameters if hasattr(args, name)}
+    split = options.get("split", parameters["split"].default)
+    report = evaluate(**options)
+    table = Table(title=f"{args.checkpoint}: {report.images} images of {args.data or 'synthetic scenes'} ({split})")
     table.add_column("class")
     table.add_column("IoU", justify="right")
     for name, iou, present in zip(report.classes.names, report.iou, report.present):
