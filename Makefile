@@ -58,7 +58,7 @@ lint: $(STAMP)
 # vermin: every stdlib API and syntax used (annotations evaluated as 3.6 does); pyright at pythonVersion 3.6: the
 # syntax and typing constructs (typeshed no longer marks stdlib APIs older than 3.9, so the API check is vermin's),
 # with the 3.7 stub of the dataclasses module standing in for its 3.6 backport.
-BOARD36 := edgekit/board edgekit/cli edgekit/__init__.py edgekit/__main__.py edgekit/errors.py
+BOARD36 := edgekit/board edgekit/cli edgekit/__init__.py edgekit/__main__.py edgekit/errors.py edgekit/quant/__init__.py edgekit/quant/options.py
 PYRIGHT36 := typings/pyright36/dataclasses.pyi
 $(PYRIGHT36): $(STAMP)
 	mkdir -p $(@D)

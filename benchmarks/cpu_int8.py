@@ -41,8 +41,8 @@ import numpy as np
 def _variants(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from edgekit.calibration import load_calibration
     from edgekit.export import read_metadata
+    from edgekit.quant import load_calibration
 
     calibration = load_calibration(args.calib, read_metadata(args.fp32).preprocessing)
     inputs = list(calibration.inputs())[: args.ort_calibration_images]

@@ -49,8 +49,8 @@ from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     from edgekit.board.preprocess import Preprocessing
-    from edgekit.calibration import CalibrationSet
     from edgekit.checkpoint import Checkpoint
+    from edgekit.quant import CalibrationSet
 
 DEFAULT_MODEL = "espnet"
 DEFAULT_CALIBRATION = "default"
@@ -153,9 +153,9 @@ class _Inputs:
 
 
 def _check_inputs(options: BuildOptions, target: Target, choice: PrecisionChoice, console: Console) -> _Inputs:
-    from edgekit.calibration import load_calibration
     from edgekit.checkpoint import Checkpoint
     from edgekit.models import get_spec
+    from edgekit.quant import load_calibration
 
     if options.checkpoint and options.weights:
         raise EdgekitError("give either --checkpoint or --weights, not both")
@@ -366,8 +366,7 @@ def _quantize(
     options: BuildOptions, writer: BundleWriter, preprocessing: Preprocessing, target: Target, inputs: _Inputs
 ) -> dict[str, Any]:
     """Q/DQ ONNX, plus the TensorRT calibration cache (header = the target's release) for TensorRT targets."""
-    from edgekit.calibration import load_calibration
-    from edgekit.quantize import DEFAULT_TRT_VERSION, quantize_int8
+    from edgekit.quant import DEFAULT_TRT_VERSION, QuantizeOptions, load_calibration, quantize_int8
 
     calibration = inputs.calibration
     if calibration is None or calibration.preprocessing != preprocessing:  # official weights' own preprocessing
@@ -379,7 +378,7 @@ def _quantize(
         calibration,
         writer.path(ONNX_FILES["int8"]),
         calibration_cache=writer.path(CALIBRATION_CACHE_FILE) if release else None,
-        trt_version=release or DEFAULT_TRT_VERSION,  # unused without a cache
+        options=QuantizeOptions(trt_version=release or DEFAULT_TRT_VERSION),  # the release: unused without a cache
     )
     data: dict[str, Any] = report.to_dict()
     data["calibration_set"] = calibration.name
@@ -391,7 +390,7 @@ def _fp16_between_qdq(qdq: Path) -> dict[str, Any]:
     or keep the FP32 Q/DQ model where FP16 changes the class map, saying so (report.json metrics.int8). Done on
     the finished model (class-map head included, compared class map for class map); the accuracy stage measured
     the FP32 Q/DQ model before it."""
-    from edgekit.quantize import FP16_QDQ_OPSET, qdq_to_fp16
+    from edgekit.quant import FP16_QDQ_OPSET, qdq_to_fp16
 
     fp16 = qdq.with_name(f".{qdq.name}.fp16")
     try:

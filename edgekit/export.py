@@ -220,7 +220,7 @@ def _verification_frames(
     verify_images: Sequence[Path] | None, size: tuple[int, int]
 ) -> tuple[list[np.ndarray], list[str]]:
     from edgekit.board.preprocess import read_bgr
-    from edgekit.calibration import synthetic_frames
+    from edgekit.board.synthetic import synthetic_frames
 
     if verify_images:
         return [read_bgr(p) for p in verify_images], [str(p) for p in verify_images]
@@ -400,7 +400,7 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
     notes = [f"{len(caught)} converter warnings (values outside the FP16 range clamped)"] if caught else []
     feeds: list[dict[str, np.ndarray]]
     try:
-        from edgekit.calibration import synthetic_frames
+        from edgekit.board.synthetic import synthetic_frames
 
         meta = read_metadata(src, model)
         pp = meta.preprocessing

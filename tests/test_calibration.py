@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
-from edgekit.calibration import load_calibration
 from edgekit.errors import EdgekitError
+from edgekit.quant import load_calibration
 from edgekit.quant.holdout import plan_holdout
 from edgekit.quant.ranges import ActivationStats, TensorHistogram
 

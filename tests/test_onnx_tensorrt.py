@@ -35,7 +35,7 @@ from edgekit.export import (
     ort_session,
     write_metadata,
 )
-from edgekit.quantize import FP16_QDQ_OPSET
+from edgekit.quant import FP16_QDQ_OPSET
 
 OPERATORS = Path("reference") / "onnx-tensorrt-operators"
 # ONNX element types as the tables name them; INT64 counts as INT32: "TensorRT will attempt to cast down INT64 to
@@ -405,14 +405,13 @@ def test_classmap_head_is_argmax_with_ties_in_fp32_and_fp16(tmp_path: Path) -> N
 
 def test_q_dq_quantizer_keeps_opset_13(tiny_espnet_checkpoint: Path, tmp_path: Path, shared: Path) -> None:
     """INT8 at 8.2's opset: per-channel QuantizeLinear (axis) needs 13, and the quantizer must not raise it."""
-    from edgekit.calibration import load_calibration
-    from edgekit.quantize import quantize_int8
+    from edgekit.quant import QuantizeOptions, load_calibration, quantize_int8
 
     checkpoint = Checkpoint.load(tiny_espnet_checkpoint)
     fp32 = export_onnx(checkpoint, tmp_path / "m.onnx", input_size=(64, 32), opset=13).output
     calibration = load_calibration("default", checkpoint.preprocessing.with_size(64, 32), count=4)
     int8 = tmp_path / "m.int8.onnx"
-    quantize_int8(fp32, calibration, int8, max_drop=None, show_progress=False)
+    quantize_int8(fp32, calibration, int8, QuantizeOptions(max_drop=None))
     append_classmap_head(int8)
     model = onnx.load(str(int8))
     assert model.opset_import[0].version == 13

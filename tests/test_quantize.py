@@ -12,6 +12,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+import edgekit.quant
+from edgekit.board import events
 from edgekit.board.backends.tensorrt_backend.cache import (
     cache_header,
     calibrator_for,
@@ -22,21 +24,13 @@ from edgekit.board.backends.tensorrt_backend.cache import (
     trt_version_int,
     write_cache,
 )
-from edgekit.calibration import load_calibration
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.export import export_onnx, ort_session, read_metadata
+from edgekit.quant import FP16_QDQ_OPSET, QuantizeOptions, load_calibration, qdq_to_fp16, quantize_int8
 from edgekit.quant.fold import fold_batchnorm
-from edgekit.quantize import (
-    CLASS_IOU_FLOOR,
-    FP16_QDQ_OPSET,
-    _class_iou,
-    _confident,
-    _confusion,
-    qdq_to_fp16,
-    quantize_int8,
-)
+from edgekit.quant.scoring import CLASS_IOU_FLOOR, class_iou, confident_pixels, confusion
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +44,11 @@ def tiny_report(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> ob
     calibration = load_calibration("default", read_metadata(tiny_onnx).preprocessing, count=4)
     out = tmp_path_factory.mktemp("q8") / "tiny.int8.onnx"
     return quantize_int8(
-        tiny_onnx, calibration, out, method="percentile", max_drop=None, calibration_cache=out.with_suffix(".calib")
+        tiny_onnx,
+        calibration,
+        out,
+        QuantizeOptions(method="percentile", max_drop=None),
+        calibration_cache=out.with_suffix(".calib"),
     )
 
 
@@ -84,11 +82,8 @@ def test_cache_headers_are_retargeted_and_pick_the_calibrator(
         tiny_onnx,
         calibration,
         tmp_path / "minmax.onnx",
-        method="minmax",
-        max_drop=None,
+        QuantizeOptions(method="minmax", max_drop=None, trt_version="8.5.2"),
         calibration_cache=tmp_path / "minmax.cache",
-        trt_version="8.5.2",
-        show_progress=False,
     )
     minmax = Path(str(minmax_report.calibration_cache))
     assert cache_header(minmax.read_bytes(), "minmax") == (8502, "MinMaxCalibration")
@@ -181,8 +176,7 @@ def test_mixed_precision_meets_a_tight_budget(tiny_onnx: Path, tiny_report: obje
         tiny_onnx,
         calibration,
         tmp_path / "s.onnx",
-        method="minmax",
-        max_drop=0.0,
+        QuantizeOptions(method="minmax", max_drop=0.0),
         holdout=[preprocessing(image) for image, _ in scenes],
         holdout_labels=[label for _, label in scenes],
     )
@@ -261,7 +255,7 @@ def test_confident_pixels_are_those_fp32_gives_at_least_the_threshold() -> None:
     logits[0, 0, 0, 0] = 10.0  # p(top) ~ 1
     logits[0, 1, 0, 1] = np.log(0.9 / 0.05)  # p(top) = 0.9 exactly against two classes of 0.05
     logits[0, 1, 0, 1] += 1e-3
-    assert _confident(logits).tolist() == [[[True, True, False]]]  # the last pixel: a three-way tie
+    assert confident_pixels(logits).tolist() == [[[True, True, False]]]  # the last pixel: a three-way tie
 
 
 def test_class_iou_against_fp32_flags_a_lost_class_not_a_tiny_one() -> None:
@@ -271,10 +265,47 @@ def test_class_iou_against_fp32_flags_a_lost_class_not_a_tiny_one() -> None:
     fp32[0, 99, 99] = 3
     int8 = np.where(fp32 == 2, 1, fp32)  # INT8 loses every "person" pixel (mmdeploy#637: masks come out empty)
     int8[0, 99, 99] = 0  # and the single "pole" pixel: too few pixels to judge
-    result = _class_iou(_confusion([int8], [fp32], 4), ["road", "car", "person", "pole"])
+    result = class_iou(confusion([int8], [fp32], 4), ["road", "car", "person", "pole"])
     assert result.below_floor == ["person"]
     assert result.iou["person"] == result.iou["pole"] == 0.0
     assert result.iou["car"] == pytest.approx(5000 / 6000, abs=1e-4) and result.iou["car"] >= CLASS_IOU_FLOOR
+
+
+class _RecordingRenderer(events.Renderer):
+    def __init__(self) -> None:
+        self.finished_tasks: list[tuple[str, int, int | None]] = []
+
+    def finished(self, task: events.Task) -> None:
+        self.finished_tasks.append((task.description, task.completed, task.total))
+
+
+def test_progress_goes_through_the_events_channel(tiny_onnx: Path, tmp_path: Path) -> None:
+    """The library only emits: the calibration pass and the sensitivity measurement are tasks, run to their end."""
+    calibration = load_calibration("default", read_metadata(tiny_onnx).preprocessing, count=2)
+    recorder = _RecordingRenderer()
+    previous = events.install(recorder)
+    try:
+        quantize_int8(tiny_onnx, calibration, tmp_path / "p.onnx", QuantizeOptions(method="minmax", max_drop=None))
+    finally:
+        events.install(previous)
+    assert recorder.finished_tasks == [("calibrating (minmax)", 2, 2), ("per-layer sensitivity", 8, 8)]
+
+
+def test_the_cli_defaults_are_the_library_options() -> None:
+    from edgekit.cli import build_parser
+
+    args = build_parser().parse_args(["quantize", "--onnx", "m.onnx", "--calib", "default", "-o", "m.int8.onnx"])
+    defaults = QuantizeOptions()
+    assert (args.method, args.max_drop, args.trt_version) == (defaults.method, defaults.max_drop, defaults.trt_version)
+    assert tuple(args.exclude) == defaults.exclude
+
+
+def test_the_package_api_resolves_every_name() -> None:
+    """The names imported on first use (edgekit/quant/__init__.py) all exist; others are an AttributeError."""
+    for name in edgekit.quant._LAZY:
+        assert getattr(edgekit.quant, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'quantise_int8'"):
+        _ = edgekit.quant.quantise_int8
 
 
 @pytest.mark.slow
@@ -294,9 +325,8 @@ def test_official_espnet_int8_agrees_with_fp32_on_cityscapes(shared: Path, tmp_p
         fp32,
         load_calibration(shared / "samples/street", preprocessing),
         tmp_path / "espnet.int8.onnx",
-        method="percentile",
+        QuantizeOptions(method="percentile"),
         holdout=[preprocessing.load(p) for p in frames],
-        show_progress=False,
     )
     assert len(report.pixel_agreement_per_image) == 2
     assert report.pixel_agreement >= 0.97, report.to_dict()

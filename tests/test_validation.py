@@ -17,11 +17,11 @@ from conftest import run_edgekit as edgekit
 
 from edgekit.board.classes import ClassSet
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
-from edgekit.calibration import RECOMMENDED_IMAGES, load_calibration
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.models import build_model
+from edgekit.quant import RECOMMENDED_IMAGES, load_calibration
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,12 +62,11 @@ def zoo_onnx(name: str, size: tuple[int, int], batch: int, precision: str, num_c
     if precision == "fp16":
         convert_fp16(fp32, variant)
     else:
-        from edgekit.calibration import load_calibration
-        from edgekit.quantize import quantize_int8
+        from edgekit.quant import load_calibration, quantize_int8
 
         spec_preprocessing = random_checkpoint(name, num_classes).preprocessing.with_size(*size)
         calibration = load_calibration("default", spec_preprocessing)
-        report = quantize_int8(fp32, calibration, variant, show_progress=False)
+        report = quantize_int8(fp32, calibration, variant)
         log.info("INT8 %s: %.1f%% of MACs in INT8, agreement %.4f", name, 100 * report.int8_mac_share,
                  report.pixel_agreement)  # fmt: skip
     return variant

@@ -480,6 +480,11 @@ def generate_scene(seed: int, size: Tuple[int, int] = (1024, 512)) -> Tuple[np.n
     return _render(world, 0.0, size, rng)
 
 
+def synthetic_frames(count: int, size: Tuple[int, int], first_seed: int) -> List[np.ndarray]:
+    """The images of the scenes of seeds ``first_seed...`` at ``size``: calibration, hold-out and export checks."""
+    return [generate_scene(seed, size)[0] for seed in range(first_seed, first_seed + count)]
+
+
 def synthetic_video(
     path: Path, frames: int = 90, size: Tuple[int, int] = (640, 360), fps: float = 15.0, seed: int = 0
 ) -> Path:

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any, Tuple
 
 from edgekit.cli.common import console, fraction, positive_int
+from edgekit.quant.options import METHODS, QuantizeOptions
+
+DEFAULTS = QuantizeOptions()
 
 
 def register(subparsers: Any) -> None:
@@ -27,12 +30,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="ONNX", help="output Q/DQ .onnx")
     parser.add_argument(
         "--method",
-        choices=("entropy", "percentile", "minmax"),
-        default="percentile",
-        help="activation ranges (default percentile: measured best for ESPNet/ESPNetv2, see README)",
+        choices=METHODS,
+        default=DEFAULTS.method,
+        help=f"activation ranges (default {DEFAULTS.method}: measured best for ESPNet/ESPNetv2, see README)",
     )
     parser.add_argument(
-        "--max-drop", type=fraction, default=0.03, help="largest share of hold-out pixels allowed to change (0.03)"
+        "--max-drop",
+        type=fraction,
+        default=DEFAULTS.max_drop,
+        help=f"largest share of hold-out pixels allowed to change ({DEFAULTS.max_drop})",
     )
     parser.add_argument("--no-mixed", action="store_true", help="quantize every conv; only report the agreement")
     parser.add_argument("--count", type=positive_int, help="use at most this many calibration images")
@@ -44,15 +50,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--checkpoint", type=Path, metavar="CKPT", help="take the preprocessing from this checkpoint")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="conv nodes to keep in float")
-    parser.add_argument("--trt-version", default="8.6.2", help="TensorRT version for the cache header (8.6.2)")
+    parser.add_argument(
+        "--trt-version",
+        default=DEFAULTS.trt_version,
+        help=f"TensorRT version for the cache header ({DEFAULTS.trt_version})",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.calibration import load_calibration
     from edgekit.export import read_metadata
-    from edgekit.quantize import check_outputs, quantize_int8
+    from edgekit.quant import check_outputs, load_calibration, quantize_int8
 
     check_outputs(args.output, args.output.with_suffix(".calib"))
     if args.json:
@@ -86,13 +95,15 @@ def run(args: argparse.Namespace) -> int:
         args.onnx,
         calibration,
         args.output,
-        method=args.method,
-        max_drop=None if args.no_mixed else args.max_drop,
+        QuantizeOptions(
+            method=args.method,
+            max_drop=None if args.no_mixed else args.max_drop,
+            exclude=tuple(args.exclude),
+            trt_version=args.trt_version,
+        ),
         holdout=holdout,
         holdout_names=names,
         calibration_cache=args.output.with_suffix(".calib"),
-        exclude=args.exclude,
-        trt_version=args.trt_version,
     )
     excluded = ", ".join(layer.name for layer in report.excluded) or "none"
     console.print(f"hold-out ({report.holdout_scheme}): {report.holdout_reason}")

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.calibration import CalibrationSet, synthetic_frames
+from edgekit.board.synthetic import synthetic_frames
 from edgekit.errors import EdgekitError
+from edgekit.quant.calibration import CalibrationSet
 
 HOLDOUT_SEEDS = 1000  # synthetic hold-out scenes start here, far from calibration seeds
 SYNTHETIC_HOLDOUT_SCENES = 2

@@ -12,14 +12,17 @@ default Q/DQ ESPNet agrees with FP32 on under 10 % of the pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, numpy_helper, shape_inference, version_converter
 
 from edgekit.errors import EdgekitError
+from edgekit.export import Fp16Report, convert_fp16
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
+FP16_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear take float16 inputs and scales from opset 19
 
 
 @dataclass(frozen=True)
@@ -281,3 +284,23 @@ def probe_model(
             graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []))
             outputs.append(name)
     return probe, outputs
+
+
+def qdq_to_fp16(qdq: Path, output: Path, tolerance: float = 0.05) -> Fp16Report:
+    """The Q/DQ model with FP16 everywhere but its INT8 pairs, for strongly typed TensorRT (11.x): there the layers
+    the mixed-precision search kept in float run at the ONNX's own type, FP32 in the model ``quantize_int8``
+    writes, where TensorRT 8.x-10.x ran them in FP16 through the FP16 flag. The scales become FP16 too, which
+    needs opset 19 (``qdq`` is raised to it); verified against ``qdq`` in onnxruntime (``export.convert_fp16``,
+    which refuses below ``1 - tolerance`` pixel agreement).
+    """
+    qdq, output = Path(qdq), Path(output)
+    model = onnx.load(str(qdq))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    staged = output.with_name(f".{output.name}.opset{FP16_QDQ_OPSET}")
+    if opset < FP16_QDQ_OPSET:
+        model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+    onnx.save(model, str(staged))
+    try:
+        return convert_fp16(staged, output, tolerance=tolerance)
+    finally:
+        staged.unlink()

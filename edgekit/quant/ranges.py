@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.quant.options import METHODS
 
-METHODS = ("entropy", "percentile", "minmax")
 NUM_BINS = 2048
 PERCENTILE = 99.99
 HISTOGRAM_SAMPLES = 1 << 18  # per tensor and image: a strided sample keeps the tail (amax is always exact)

@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from edgekit.board.preprocess import IMAGE_SUFFIXES, Preprocessing, is_image, read_bgr
+from edgekit.board.synthetic import synthetic_frames
 from edgekit.board.targets import data_dir
 from edgekit.errors import EdgekitError
 
@@ -82,13 +83,6 @@ class CalibrationSet:
         """1x3xHxW network inputs: float32 normalised, or uint8 for a model that normalises in-graph."""
         for frame in self.frames:
             yield self.preprocessing.to_uint8_chw(frame) if input_dtype == "uint8" else self.preprocessing(frame)
-
-
-def synthetic_frames(count: int, size: tuple[int, int], first_seed: int) -> list[np.ndarray]:
-    """BGR uint8 synthetic street scenes (edgekit.board.synthetic) for seeds ``first_seed...``, at ``size``."""
-    from edgekit.board.synthetic import generate_scene
-
-    return [generate_scene(seed, size)[0] for seed in range(first_seed, first_seed + count)]
 
 
 def _evenly_spaced(items: list[Path], count: int | None) -> list[Path]:
