@@ -494,7 +494,7 @@ def _manifest(
 ) -> Manifest:
     from edgekit.board.bundle import CLASSMAP_NAME, INPUT_NAME
     from edgekit.export import CLASSMAP_HEADS
-    from edgekit.models.stats import measure
+    from edgekit.models.complexity import measure
 
     stats = measure(checkpoint.build(), preprocessing.input_size)
     width, height = preprocessing.input_size

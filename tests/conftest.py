@@ -90,7 +90,7 @@ def _export_tiny_bundle(
     from edgekit.board.classes import cityscapes_classes
     from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.models import build_model
-    from edgekit.models.stats import measure
+    from edgekit.models.complexity import measure
 
     torch.manual_seed(0)
     net = build_model("espnet", num_classes=20).eval()

@@ -24,7 +24,7 @@ from edgekit.board.measure.timing import StopRule, median_ci, relative_ci, time_
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.models import build_model
-from edgekit.models.stats import measure
+from edgekit.models.complexity import measure
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (PyTorch sees none here)")
 

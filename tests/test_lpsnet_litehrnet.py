@@ -9,6 +9,7 @@ from torch import nn
 
 from edgekit.errors import EdgekitError
 from edgekit.models import build_model, get_spec
+from edgekit.models.complexity import count_params
 from edgekit.models.litehrnet import CONFIGS as LITEHRNET_CONFIGS
 from edgekit.models.litehrnet import (
     ChannelShuffle,
@@ -18,7 +19,6 @@ from edgekit.models.litehrnet import (
     LiteHRNetSeg,
 )
 from edgekit.models.lpsnet import LPSNet, bilateral_interaction
-from edgekit.models.stats import count_params
 
 # {B, C, R} of the official get_lspnet_s/m/l.
 LPSNET_OFFICIAL = {

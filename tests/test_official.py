@@ -17,7 +17,7 @@ from edgekit.board.preprocess import read_bgr
 from edgekit.checkpoint import Checkpoint
 from edgekit.errors import EdgekitError
 from edgekit.models import import_official, load_official
-from edgekit.models.stats import count_params
+from edgekit.models.complexity import count_params
 from edgekit.predict import predict_labels
 
 # Counted in the released files (../shared/reference/espnet-espnetv2.md, section 1.4).

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from edgekit.models import available_models, build_model
-from edgekit.models.stats import count_params, measure
+from edgekit.models.complexity import count_params, measure
 
 # Counts of the official implementations with 20 classes (see ../shared/reference).
 OFFICIAL_PARAMS = {

@@ -1,8 +1,8 @@
 """Parameters and multiply-adds measured on the ONNX graph that actually runs, at its actual input size.
 
-``edgekit.models.stats.measure`` counts on the PyTorch module; this counts on the deployed graph (after BN
-folding, simplification or Q/DQ insertion) with onnx shape inference, over the same operator set
-(Conv, ConvTranspose, MatMul, Gemm), so the two agree on the same network and the bench needs no torch.
+``edgekit.models.complexity.measure`` counts on the PyTorch module; this counts on the deployed graph (after BN
+folding, simplification or Q/DQ insertion) with onnx shape inference, over the same operator set (Conv,
+ConvTranspose, MatMul, Gemm), so the two agree on the same network and the bench needs no torch.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.board.outputs import check_output_file
 
     check_output_file(args.output, "checkpoint", _is_checkpoint, "an edgekit checkpoint")
+    from edgekit.models.complexity import count_params
     from edgekit.models.official import import_official
-    from edgekit.models.stats import count_params
 
     checkpoint = import_official(args.model, args.official, args.input_size)
     path = checkpoint.save(args.output)

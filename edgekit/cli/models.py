@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgekit.models import available_models, get_spec
-    from edgekit.models.stats import measure
+    from edgekit.models.complexity import measure
 
     table = Table(title=f"edgekit model zoo ({args.classes} classes)")
     for column in ("model", "params", "GMACs", "input (WxH)", "paper"):

@@ -411,7 +411,7 @@ class ScaleRun:
         counted = self.state.setdefault("counts", {}).get(key)
         if counted is None:
             from edgekit.models import build_model
-            from edgekit.models.stats import measure
+            from edgekit.models.complexity import measure
 
             measured = measure(build_model(model, num_classes=len(self.classes), **kwargs), self.input_size)
             counted = self.state["counts"][key] = [measured.params, measured.macs]

@@ -353,7 +353,7 @@ class Bench:
             model = workload.bundle.manifest.model
             params, macs, where = model.params, model.macs, "bundle manifest (PyTorch module at build time)"
         elif backend == "torch" and workload.module is not None:
-            from edgekit.models.stats import measure
+            from edgekit.models.complexity import measure
 
             stats = measure(workload.module(), workload.size)
             params, macs, where = stats.params, stats.macs, "PyTorch module (forward hooks)"

@@ -1,4 +1,5 @@
-"""Parameter and multiply-add counts measured on the network itself (forward hooks), not copied from papers."""
+"""A network's complexity: parameter and multiply-add counts measured on the torch module itself (forward hooks),
+not copied from papers. (``edgekit.board.stats`` is something else: latency statistics of a run.)"""
 
 from __future__ import annotations
 
