@@ -69,7 +69,7 @@ class BuildOptions:
     target: str | Path
     model: str | None = None
     checkpoint: Path | None = None
-    weights: Path | None = None  # official .pth, imported with edgekit.models.official
+    weights: Path | None = None  # official .pth, imported with edgekit.weights
     data: Path | None = None  # Cityscapes-layout folder to train on (None: synthetic scenes)
     calib: str | Path | None = None  # calibration folder / YAML / name under calibration/
     precision: str | None = None
@@ -303,7 +303,7 @@ def _obtain_checkpoint(options: BuildOptions, inputs: _Inputs, metrics: dict[str
         metrics["model_source"] = {"checkpoint": str(options.checkpoint)}
         return inputs.checkpoint
     if options.weights:
-        from edgekit.models.official import import_official
+        from edgekit.weights import import_official
 
         checkpoint = import_official(inputs.model_name, options.weights, input_size=inputs.size)
         note.append(f"imported official {options.weights.name} as {inputs.model_name}")

@@ -16,9 +16,9 @@ from edgekit.board.classes import cityscapes_classes
 from edgekit.board.preprocess import read_bgr
 from edgekit.checkpoint import Checkpoint
 from edgekit.errors import EdgekitError
-from edgekit.models import import_official, load_official
 from edgekit.models.complexity import count_params
 from edgekit.predict import predict_labels
+from edgekit.weights import import_official, load_official
 
 # Counted in the released files (../shared/reference/espnet-espnetv2.md, section 1.4).
 ESPNET_PARAMS = {3: 202_649, 5: 267_417, 8: 364_569}

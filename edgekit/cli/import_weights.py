@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.output, "checkpoint", _is_checkpoint, "an edgekit checkpoint")
     from edgekit.models.complexity import count_params
-    from edgekit.models.official import import_official
+    from edgekit.weights import import_official
 
     checkpoint = import_official(args.model, args.official, args.input_size)
     path = checkpoint.save(args.output)

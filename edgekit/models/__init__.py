@@ -6,17 +6,11 @@ from edgekit.models import litehrnet as litehrnet
 from edgekit.models import lpsnet as lpsnet
 from edgekit.models.registry import ModelSpec, available_models, build_model, check_input_size, get_spec, register
 
-# isort: split
-# After the registry: official imports checkpoint, which imports build_model from this package.
-from edgekit.models.official import import_official, load_official
-
 __all__ = [
     "ModelSpec",
     "available_models",
     "build_model",
     "check_input_size",
     "get_spec",
-    "import_official",
-    "load_official",
     "register",
 ]

@@ -8,12 +8,16 @@ the dilated outputs before concatenation, which removes gridding artefacts), a r
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
-from edgekit.models.registry import ModelSpec, register
+from edgekit.models.registry import ModelSpec, OfficialModel, get_spec, register
 
 PAPER = "ESPNet (Mehta et al., ECCV 2018)"
 BN_EPS = 1e-3  # the official code's BatchNorm epsilon; the weights were trained with it
@@ -228,3 +232,41 @@ def build_espnet_c(num_classes: int = 20, p: int = 2, q: int = 8) -> ESPNetC:
 
 register(ModelSpec("espnet", build_espnet, (1024, 512), PAPER, ESPNET_CITYSCAPES, {"p": 2, "q": 8}, 8, 8))
 register(ModelSpec("espnet-c", build_espnet_c, (1024, 512), PAPER, ESPNET_CITYSCAPES, {"p": 2, "q": 8}))
+
+
+# --- the released Cityscapes weights (sacmehta/ESPNet pretrained/), loaded by edgekit.weights ------------------
+
+OFFICIAL_SOURCES = {
+    "espnet": "sacmehta/ESPNet pretrained/decoder (test/Model.py layout)",
+    "espnet-c": "sacmehta/ESPNet pretrained/encoder (ESPNet_Encoder)",
+}
+_Q_IN_NAME = re.compile(r"_p_(\d+)_q_(\d+)")
+
+
+def identify_official(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]] | None:
+    """``espnet`` or ``espnet-c`` and its p and q, counted from a released file's keys, or None."""
+    for prefix, name in (("encoder.", "espnet"), ("", "espnet-c")):
+        if f"{prefix}level2_0.c1.conv.weight" in state_dict:
+            p, q = _count_blocks(state_dict, f"{prefix}level2."), _count_blocks(state_dict, f"{prefix}level3.")
+            return name, {"p": p, "q": q}
+    return None
+
+
+def _count_blocks(state_dict: dict[str, torch.Tensor], prefix: str) -> int:
+    """Number of ModuleList entries under ``prefix`` (``level3.0.``, ``level3.1.``, ...)."""
+    return len({key[len(prefix) :].split(".")[0] for key in state_dict if key.startswith(prefix)})
+
+
+def describe_official(name: str, path: Path, state_dict: dict[str, torch.Tensor]) -> OfficialModel:
+    """p and q from the file's ESP modules, else from its name (``_p_2_q_8``), else the defaults (said so)."""
+    kwargs = dict(get_spec(name).kwargs)
+    found = identify_official(state_dict)
+    if found is not None and found[0] == name:
+        kwargs.update(found[1])
+        note = f"p={kwargs['p']}, q={kwargs['q']}: counted from the file's ESP modules"
+    elif match := _Q_IN_NAME.search(path.name):
+        kwargs.update(p=int(match[1]), q=int(match[2]))
+        note = f"p={kwargs['p']}, q={kwargs['q']}: from the file name"
+    else:
+        note = f"p={kwargs['p']}, q={kwargs['q']}: defaults (neither the keys nor the file name tell)"
+    return OfficialModel(name, kwargs, ESPNET_CITYSCAPES, (note,), OFFICIAL_SOURCES[name])

@@ -15,6 +15,9 @@ same averages as ``F.adaptive_avg_pool2d`` (equal up to float rounding, ~1e-7) â
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +25,7 @@ from torch import nn
 
 from edgekit.board.preprocess import IMAGENET
 from edgekit.errors import EdgekitError
-from edgekit.models.registry import ModelSpec, register
+from edgekit.models.registry import ModelSpec, OfficialModel, get_spec, register
 
 PAPER = "ESPNetv2 (Mehta et al., CVPR 2019)"
 
@@ -400,5 +403,42 @@ def build_espnetv2(num_classes: int = 20, s: float = 2.0) -> ESPNetv2Segmentatio
     return ESPNetv2Segmentation(classes=num_classes, s=s)
 
 
-for _scale in (0.5, 1.0, 1.5, 2.0):
+RELEASED_SCALES = (0.5, 1.0, 1.5, 2.0)  # the widths with released Cityscapes weights, and the zoo's
+for _scale in RELEASED_SCALES:
     register(ModelSpec(f"espnetv2-s{_scale}", build_espnetv2, (1024, 512), PAPER, IMAGENET, {"s": _scale}, 16, 16))
+
+
+# --- the released Cityscapes weights (sacmehta/EdgeNets model_zoo), loaded by edgekit.weights -----------------
+
+OFFICIAL_SOURCE = "sacmehta/EdgeNets model/segmentation/model_zoo/espnetv2"
+OFFICIAL_NAMES = {s: f"espnetv2-s{s}" for s in RELEASED_SCALES}
+_SIZE_IN_NAME = re.compile(r"(\d+)x(\d+)")
+
+
+def identify_official(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]] | None:
+    """``espnetv2-sS`` and its width scale, read from the width of a released file's level 2, or None."""
+    if "base_net.level2_0.act.weight" not in state_dict:
+        return None
+    width = state_dict["base_net.level2_0.act.weight"].shape[0]
+    scale = next((s for s, channels in CHANNELS.items() if channels[1] == width), None)
+    return (OFFICIAL_NAMES[scale], {"s": scale}) if scale in OFFICIAL_NAMES else None
+
+
+def describe_official(name: str, path: Path, state_dict: dict[str, torch.Tensor]) -> OfficialModel:
+    """s from the model name; the input size from the file name (``512x256``), else the default (said so).
+
+    The 512x256 and 1024x512 files have identical shapes, so only the name can tell which size they were trained at.
+    """
+    spec = get_spec(name)
+    kwargs = dict(spec.kwargs)
+    notes = [f"s={kwargs['s']}: from the model name"]
+    if match := _SIZE_IN_NAME.search(path.name):
+        size = (int(match[1]), int(match[2]))
+        notes.append(f"input {size[0]}x{size[1]}: from the file name (the size these weights were trained at)")
+    else:
+        size = spec.default_input_size
+        notes.append(
+            f"input {size[0]}x{size[1]}: default; the file name has no WxH and the 512x256 and 1024x512 weights "
+            "have the same shapes (pass --input-size to choose)"
+        )
+    return OfficialModel(name, kwargs, IMAGENET.with_size(*size), tuple(notes), OFFICIAL_SOURCE)

@@ -48,6 +48,22 @@ class ModelSpec:
         )
 
 
+@dataclass(frozen=True)
+class OfficialModel:
+    """A zoo network as an official weight file describes it, with how each setting was found.
+
+    The adapter that reads a family's released files sits beside its network (``espnet.describe_official``,
+    ``espnetv2.describe_official``, as timm keeps a ``checkpoint_filter_fn`` beside each model);
+    ``edgekit.weights`` loads the files through them.
+    """
+
+    name: str
+    kwargs: dict[str, Any]
+    preprocessing: Preprocessing
+    notes: tuple[str, ...]  # one line per setting and where it came from
+    source: str  # the authors' repository and folder the file comes from
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
