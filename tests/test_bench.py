@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgekit.bench.macs import graph_stats
+from edgekit.bench.zoo import zoo_workloads
 from edgekit.board.backends.torch_backend import TorchBackend, authors_timing_loop
 from edgekit.board.measure.bench import SCHEMA, Bench, BenchConfig, load_results, write_results
 from edgekit.board.measure.fingerprint import FIELDS, NOT_AVAILABLE, device_fingerprint
@@ -225,9 +226,24 @@ def test_bench_torch_backend_with_the_authors_baseline_in_the_same_run(tmp_path:
         models=["espnet-c"], sizes=[(64, 32)], precisions=["fp32", "fp16"], backend="torch", device="cpu",
         rule=StopRule(warmup=1, min_runs=5, budget_s=0.5), pipeline_frames=0, workdir=tmp_path, baseline_iterations=6,
     )  # fmt: skip
-    fp32, naive, fp16 = Bench(config).run()["results"]
+    fp32, naive, fp16 = Bench(config, zoo_workloads).run()["results"]
     assert fp32["status"] == "ok" and fp32["backend_info"]["channels_last"]
     assert fp32["graph"]["macs_per_image"] == measure(build_model("espnet-c"), (64, 32)).macs
     assert fp32["device_resident"]["status"] == "ok" and fp32["device_resident"]["fps"] > 0
     assert naive["backend"] == "torch-naive" and naive["latency_ms"]["count"] == 5  # the first run is discarded
     assert fp16["status"] == "skipped" and "CUDA" in fp16["reason"]
+
+
+def test_bench_zoo_network_exported_on_the_host_runs_on_onnxruntime(tmp_path: Path) -> None:
+    """The host side exports the zoo network and counts it on its ONNX graph; the board side measures that file."""
+    config = BenchConfig(
+        models=["espnet-c"], sizes=[(64, 32)], backend="onnxruntime", rule=StopRule(warmup=1, min_runs=5, budget_s=0.5),
+        profile_runs=0, pipeline_frames=0, workdir=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(EdgekitError, match="zoo models are exported on the host"):
+        Bench(config)
+    (result,) = Bench(config, zoo_workloads).run()["results"]
+    assert result["status"] == "ok" and result["backend"] == "onnxruntime"
+    assert result["graph"]["counted_on"] == "FP32 ONNX graph (BN folded)"
+    assert result["graph"]["macs_per_image"] == measure(build_model("espnet-c"), (64, 32)).macs
+    assert (tmp_path / "espnet-c-64x32-b1-fp32.onnx").is_file()

@@ -30,9 +30,6 @@ HOST_PACKAGES = ("torch", "onnx", "onnxsim", "matplotlib", "onnxconverter_common
 # Host modules the board layer may import lazily, each on a path that needs torch or onnx anyway.
 LAZY_HOST_IMPORTS = {
     "edgekit.checkpoint": "the torch backend and `run --checkpoint` load an edgekit checkpoint (torch)",
-    "edgekit.models.complexity": "MACs of a PyTorch module, for the torch backend only",
-    "edgekit.bench.zoo": "`bench --models` exports zoo networks (torch, onnx)",
-    "edgekit.bench.macs": "MACs of an exported zoo ONNX graph (onnx)",
 }
 
 # A child interpreter in which every host package fails to import, as on a board's base install; it runs the CLI

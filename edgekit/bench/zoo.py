@@ -1,4 +1,5 @@
-"""The zoo networks as bench workloads: exported (and quantized) here, so this half of bench is host code."""
+"""The zoo networks as bench workloads: exported (and quantized) and counted here, so this half of bench is host
+code; ``Bench(config, zoo_workloads)`` of the board side measures them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.board.classes import ClassSet
 from edgekit.board.measure.bench import BenchConfig, Skip, Workload
+from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
     from edgekit.checkpoint import Checkpoint
@@ -17,21 +19,42 @@ log = logging.getLogger(__name__)
 
 
 def zoo_workloads(config: BenchConfig, workdir: Path) -> Iterator[Workload]:
-    from edgekit.models import build_model, get_spec
+    """``config.models`` at ``config.sizes``; their ONNX files are exported into ``workdir`` when first asked for."""
+    from edgekit.models import get_spec
 
     for name in config.models:
         spec = get_spec(name)
         for size in config.sizes:
             spec.check_input_size(size, "--sizes")
+            yield _workload(name, size, config.num_classes, workdir)
 
-            def module(name: str = name) -> Any:
-                return build_model(name, num_classes=config.num_classes).eval()
 
-            def onnx_for(precision: str, batch: int, name: str = name, size: tuple[int, int] = size) -> Path:
-                return zoo_onnx(name, size, batch, precision, config.num_classes, workdir)
+def _workload(name: str, size: tuple[int, int], num_classes: int, workdir: Path) -> Workload:
+    from edgekit.models import build_model, get_spec
 
-            classes = ClassSet.generic(config.num_classes)
-            yield Workload(name, size, spec.default_preprocessing.with_size(*size), onnx_for, module, classes)
+    def module() -> Any:
+        return build_model(name, num_classes=num_classes).eval()
+
+    def onnx_for(precision: str, batch: int) -> Path:
+        return zoo_onnx(name, size, batch, precision, num_classes, workdir)
+
+    def count(backend: str, batch: int) -> tuple[int, int, str]:
+        """Params and MACs of what runs: on the PyTorch module for the torch backend, else on the FP32 ONNX."""
+        if backend == "torch":
+            from edgekit.models.complexity import measure
+
+            stats = measure(module(), size)
+            return stats.params, stats.macs, "PyTorch module (forward hooks)"
+        try:
+            from edgekit.bench.macs import graph_stats
+        except ImportError as exc:
+            raise EdgekitError(f"edgekit bench counts MACs on the ONNX graph and needs {exc.name}: "
+                               "pip install 'edgekit[bench]'") from exc  # fmt: skip
+        counted = graph_stats(onnx_for("fp32", batch))
+        return counted.params, counted.macs, "FP32 ONNX graph (BN folded)"
+
+    preprocessing = get_spec(name).default_preprocessing.with_size(*size)
+    return Workload(name, size, preprocessing, onnx_for, module, ClassSet.generic(num_classes), count)
 
 
 def zoo_onnx(name: str, size: tuple[int, int], batch: int, precision: str, num_classes: int, workdir: Path) -> Path:
@@ -62,10 +85,10 @@ def zoo_onnx(name: str, size: tuple[int, int], batch: int, precision: str, num_c
     if precision == "fp16":
         convert_fp16(fp32, variant)
     else:
+        from edgekit.models import get_spec
         from edgekit.quant import load_calibration, quantize_int8
 
-        spec_preprocessing = random_checkpoint(name, num_classes).preprocessing.with_size(*size)
-        calibration = load_calibration("default", spec_preprocessing)
+        calibration = load_calibration("default", get_spec(name).default_preprocessing.with_size(*size))
         report = quantize_int8(fp32, calibration, variant)
         log.info("INT8 %s: %.1f%% of MACs in INT8, agreement %.4f", name, 100 * report.int8_mac_share,
                  report.pixel_agreement)  # fmt: skip

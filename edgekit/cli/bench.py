@@ -114,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         pipeline_frames=args.pipeline_frames,
     )
-    bench = Bench(config)
+    if config.models:  # zoo networks are exported on the host (torch, onnx): imported only for them
+        from edgekit.bench.zoo import zoo_workloads
+
+        bench = Bench(config, zoo_workloads)
+    else:
+        bench = Bench(config)
     command = " ".join(shlex.quote(word) for word in ["edgekit", *sys.argv[1:]])
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("bench", total=None)

@@ -4,6 +4,9 @@ Each combination is warmed up and timed until the median latency is stable (see 
 accuracy, graph MACs, fraction of the target's peak and a per-layer profile beside it. A combination the device or
 the installed tools cannot run is kept in the results as ``skipped`` with the reason, so a report shows the gap
 instead of silently dropping it.
+
+This half measures; a bundle's workload is made here, a zoo network's by the host side (``edgekit.bench.zoo``
+exports it with torch and onnx and hands its ONNX files over as a ``Workload``), so a board imports no host code.
 """
 
 import datetime as dt
@@ -12,7 +15,7 @@ import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -29,9 +32,6 @@ from edgekit.board.metrics import confusion_matrix, mean_iou
 from edgekit.board.preprocess import Preprocessing, read_bgr
 from edgekit.errors import EdgekitError
 
-if TYPE_CHECKING:
-    from edgekit.bench.macs import GraphStats
-
 log = logging.getLogger(__name__)
 
 SCHEMA = "edgekit-bench/1"
@@ -42,7 +42,7 @@ PIPELINE_VIDEO_SIZE = (1024, 512)  # a camera-like frame: the pipeline resizes i
 
 @dataclass
 class BenchConfig:
-    """What to measure. Either ``models`` (zoo names, exported here) or ``bundle`` (a built bundle folder)."""
+    """What to measure. Either ``models`` (zoo names, exported by the host side) or ``bundle`` (a built bundle)."""
 
     models: List[str] = field(default_factory=list)
     bundle: Optional[Path] = None
@@ -71,7 +71,7 @@ class BenchConfig:
 
 @dataclass
 class Workload:
-    """One network at one size: where its ONNX files come from and how its input is made."""
+    """One network at one size: where its ONNX files come from, how its input is made and how it is counted."""
 
     model: str
     size: Tuple[int, int]
@@ -79,6 +79,8 @@ class Workload:
     onnx_for: Callable[[str, int], Path]  # (precision, batch) -> ONNX path; raises Skip when not available
     module: Optional[Callable[[], Any]]  # the nn.Module, for the torch backend (zoo models only)
     classes: ClassSet
+    # (backend, batch) -> (params, MACs per image, what they were counted on)
+    count: Callable[[str, int], Tuple[int, int, str]]
     bundle: Optional[Bundle] = None  # a bundle's workload: opened through the backends' chooser and opener
 
 
@@ -101,6 +103,11 @@ def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
         return bundle.root / onnx_files[precision]
 
     checkpoint = bundle.artifact(bundle.manifest.artifacts.checkpoint)
+    model = bundle.manifest.model
+
+    def count(backend: str, batch: int) -> Tuple[int, int, str]:
+        """From the manifest: counted on the PyTorch module at build, so a board needs no onnx package."""
+        return model.params, model.macs, "bundle manifest (PyTorch module at build time)"
 
     def module() -> Any:
         from edgekit.checkpoint import Checkpoint
@@ -109,7 +116,7 @@ def _bundle_workloads(config: BenchConfig) -> Iterator[Workload]:
         return Checkpoint.load(checkpoint).build()
 
     yield Workload(bundle.model_name, size, bundle.preprocessing, onnx_for, module if checkpoint else None,
-                   bundle.classes, bundle)  # fmt: skip
+                   bundle.classes, count, bundle)  # fmt: skip
 
 
 def resolve_backend(requested: str, workload: Workload) -> Tuple[str, str]:
@@ -204,15 +211,6 @@ def _open(backend: str, workload: Workload, precision: str, batch: int, config: 
     raise EdgekitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
-def _graph_stats(path: Path) -> "GraphStats":
-    try:
-        from edgekit.bench.macs import graph_stats
-    except ImportError as exc:
-        raise EdgekitError(f"edgekit bench counts MACs on the ONNX graph and needs {exc.name}: "
-                           "pip install 'edgekit[bench]'") from exc  # fmt: skip
-    return graph_stats(path)
-
-
 def _samples_kept(timing: TimingResult) -> List[float]:
     ms = np.asarray(timing.samples_s) * 1e3
     if ms.size > MAX_SAMPLES_KEPT:
@@ -220,20 +218,30 @@ def _samples_kept(timing: TimingResult) -> List[float]:
     return [round(float(v), 3) for v in ms]
 
 
-class Bench:
-    """Runs the combinations of a config; ``run()`` returns the results document."""
+ModelWorkloads = Callable[[BenchConfig, Path], Iterable[Workload]]  # (config, workdir for ONNX files) -> workloads
 
-    def __init__(self, config: BenchConfig) -> None:
+
+class Bench:
+    """Runs the combinations of a config; ``run()`` returns the results document.
+
+    ``model_workloads`` makes the workloads of ``config.models`` (``edgekit.bench.zoo.zoo_workloads``: host code,
+    passed in so that the board side never imports it).
+    """
+
+    def __init__(self, config: BenchConfig, model_workloads: Optional[ModelWorkloads] = None) -> None:
         if not config.models and config.bundle is None:
             raise EdgekitError("nothing to benchmark: give --models NAME[,NAME...] or --bundle DIR")
         if config.models and config.bundle is not None:
             raise EdgekitError("give either --models or --bundle, not both")
+        if config.models and model_workloads is None:
+            raise EdgekitError("zoo models are exported on the host: Bench(config, edgekit.bench.zoo.zoo_workloads)")
         for precision in config.precisions:
             if precision not in PRECISIONS:
                 raise EdgekitError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
         if config.backend not in BACKENDS:
             raise EdgekitError(f"unknown backend {config.backend!r}; use {', '.join(BACKENDS)}")
         self.config = config
+        self.model_workloads = model_workloads
         self.peak: Dict[str, Optional[float]] = {}
         self.target_name: Optional[str] = None
         self.target_kind: Optional[str] = None
@@ -246,10 +254,9 @@ class Bench:
     def combinations(self, workdir: Path) -> List[Tuple[Workload, int, str]]:
         if self.config.bundle is not None:
             workloads = list(_bundle_workloads(self.config))
-        else:  # zoo networks are exported here: host code (torch, onnx), imported only for them
-            from edgekit.bench.zoo import zoo_workloads
-
-            workloads = list(zoo_workloads(self.config, workdir))
+        else:
+            assert self.model_workloads is not None
+            workloads = list(self.model_workloads(self.config, workdir))
         return [(w, b, p) for w in workloads for b in self.config.batches for p in self.config.precisions]
 
     def run(self, progress: Optional[Callable[[str], None]] = None, command: Optional[str] = None) -> Dict[str, Any]:
@@ -299,7 +306,8 @@ class Bench:
         result = {**self._base(workload, batch, precision, backend_name), "backend_choice": why}
         reset_peak_rss()
         try:
-            graph = self._count(backend_name, workload, batch)
+            params, macs, counted_on = workload.count(backend_name, batch)
+            graph = {"params": params, "macs_per_image": macs, "gmacs_per_image": macs / 1e9, "counted_on": counted_on}
             backend = _open(backend_name, workload, precision, batch, self.config)
         except Skip as reason:
             return {**result, "status": "skipped", "reason": str(reason)}
@@ -325,7 +333,7 @@ class Bench:
                 power=power.result(frames=len(timing.samples_s) * batch),
                 accuracy=_accuracy(self.config, maps, references.get(key), precision),
                 graph=graph,
-                gmacs_per_s=graph["gmacs_per_image"] * batch / p50_s,
+                gmacs_per_s=macs / 1e9 * batch / p50_s,
                 device_resident=self._device_resident(backend, batch_input),
                 memory=self._memory(backend, power),  # before the pipeline and profile, which allocate more
                 pipeline=self._pipeline(backend, workload, batch, workdir),
@@ -345,22 +353,6 @@ class Bench:
             reason = f"{NOT_AVAILABLE} (ran on the CPU; target {self.target_name} describes a {self.target_kind} GPU)"
             return peak, reason
         return peak, result["gmacs_per_s"] / peak
-
-    def _count(self, backend: str, workload: Workload, batch: int) -> Dict[str, Any]:
-        """Params and MACs of what runs: a bundle's from its manifest (counted on the PyTorch module at build, so
-        a board needs no onnx package), a zoo network's on the PyTorch module for torch, else on its FP32 ONNX."""
-        if workload.bundle is not None:
-            model = workload.bundle.manifest.model
-            params, macs, where = model.params, model.macs, "bundle manifest (PyTorch module at build time)"
-        elif backend == "torch" and workload.module is not None:
-            from edgekit.models.complexity import measure
-
-            stats = measure(workload.module(), workload.size)
-            params, macs, where = stats.params, stats.macs, "PyTorch module (forward hooks)"
-        else:
-            counted = _graph_stats(workload.onnx_for("fp32", batch))
-            params, macs, where = counted.params, counted.macs, "FP32 ONNX graph (BN folded)"
-        return {"params": params, "macs_per_image": macs, "gmacs_per_image": macs / 1e9, "counted_on": where}
 
     def _device_resident(self, backend: Backend, batch_input: np.ndarray) -> Dict[str, Any]:
         """Torch only: forward on an input already on the device, no host copies (what the authors' loop and
