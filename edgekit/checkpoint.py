@@ -50,6 +50,12 @@ class Checkpoint:
         """The saved input size is one the network takes (older import-weights wrote any size it was given)."""
         check_input_size(self.model_name, self.preprocessing.input_size, what)
 
+    def preprocessing_at(self, input_size: tuple[int, int] | None) -> Preprocessing:
+        """The saved preprocessing, at ``input_size`` (WxH) when one is given, checked against the network."""
+        preprocessing = self.preprocessing if input_size is None else self.preprocessing.with_size(*input_size)
+        check_input_size(self.model_name, preprocessing.input_size)
+        return preprocessing
+
     def save(self, path: str | Path) -> Path:
         """Write atomically: an interrupted save never leaves a truncated checkpoint under the final name."""
         path = Path(path)

@@ -261,14 +261,9 @@ def export_onnx(
     import onnxsim
     import torch
 
-    from edgekit.models import check_input_size
-
     started = time.perf_counter()
     output = check_output_file(output, "ONNX output", is_edgekit_onnx, "an ONNX model written by edgekit")
-    preprocessing = checkpoint.preprocessing
-    if input_size is not None:
-        preprocessing = preprocessing.with_size(*input_size)
-    check_input_size(checkpoint.model_name, preprocessing.input_size)
+    preprocessing = checkpoint.preprocessing_at(input_size)
     width, height = preprocessing.input_size
     model = checkpoint.build()
     wrapped = _deployment_wrapper(model, preprocessing, normalize_in_graph)

@@ -95,13 +95,8 @@ def predict_files(
     A single unreadable image is an error; in a directory, unreadable images are skipped and reported in
     ``failed`` so that one bad file does not stop a batch. ``on_image`` is called after each image (progress).
     """
-    from edgekit.models import check_input_size
-
     images = list_images(source)
-    preprocessing = checkpoint.preprocessing
-    if input_size is not None:
-        preprocessing = preprocessing.with_size(*input_size)
-    check_input_size(checkpoint.model_name, preprocessing.input_size)
+    preprocessing = checkpoint.preprocessing_at(input_size)
     model = checkpoint.build()
     report = PredictionReport()
     for path in images:
