@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import logging
@@ -258,3 +259,29 @@ def test_the_train_and_eval_commands_leave_their_defaults_to_the_library() -> No
     every = parser.parse_args(["eval", "--checkpoint", "best.pt", "--data", "d", "--split", "test", "--batch-size",
                                "2", "--workers", "1", "--synthetic-val", "3", "--seed", "1"])  # fmt: skip
     assert {name for name in vars(every) if name not in ("command", "func")} == set(parameters)
+
+
+def _help_of(parser: argparse.ArgumentParser, command: str) -> str:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return " ".join(subparsers.choices[command].format_help().split())  # unwrapped
+
+
+def test_help_shows_the_library_defaults_read_when_help_is_printed() -> None:
+    """--help names each default the library owns (read from TrainConfig / evaluate() only when help is printed,
+    so building the parser imports no host code), and a missing host half leaves the help without them."""
+    from edgekit.cli.common import library_defaults_help
+
+    defaults = TrainConfig("espnet", None, Path("x"))
+    text = _help_of(build_parser(), "train")
+    assert f"passes over the training set (default {defaults.epochs})" in text
+    assert f"(default {defaults.input_size[0]}x{defaults.input_size[1]})" in text and f"(default {defaults.lr})" in text
+    assert "--overwrite replace an earlier run in --out (without it only --resume may) --workers" in text  # a switch
+    split = inspect.signature(evaluate).parameters["split"].default
+    assert f"split to score (default {split})" in _help_of(build_parser(), "eval")
+
+    def host_half_missing() -> dict[str, Any]:
+        raise ImportError("No module named 'torch'")
+
+    board = argparse.ArgumentParser(prog="x", formatter_class=library_defaults_help(host_half_missing))
+    board.add_argument("--epochs", default=argparse.SUPPRESS, help="passes")
+    assert "--epochs EPOCHS passes" in " ".join(board.format_help().split())

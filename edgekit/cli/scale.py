@@ -3,9 +3,9 @@
 import argparse
 from functools import partial
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Dict, List
 
-from edgekit.cli.common import console, parse_size
+from edgekit.cli.common import console, dataclass_defaults, library_defaults_help, parse_size
 
 
 def _names(text: str) -> List[str]:
@@ -21,6 +21,7 @@ def register(subparsers: Any) -> None:
         "mIoU gain per millisecond. family.json, family.md, family.png and final.pt go to -o. Ctrl-C or SIGTERM "
         "leave a state that --resume continues without re-measuring or retraining anything. Options left out take "
         "the defaults of the library's edgekit.scale.ScaleConfig.",
+        formatter_class=library_defaults_help(_defaults),
     )
     parser.add_argument("--target", required=True, help="target profile (see `edgekit targets`)")
     parser.add_argument("--budget-ms", type=float, required=True, help="latency budget per frame (p50, ms)")
@@ -38,9 +39,9 @@ def register(subparsers: Any) -> None:
            help="where latencies are measured: here, or on the board through kits (auto: here when this machine is "
            "the target)")  # fmt: skip
     option("--threads", type=int, help="onnxruntime/torch threads (default: the runtime's)")
-    option("--batch-size", type=int)
+    option("--batch-size", type=int, help="images per proxy-training step")
     option("--workers", dest="num_workers", metavar="N", type=int, help="data-loading processes for proxy training")
-    option("--seed", type=int)
+    option("--seed", type=int, help="seed of proxy training and the synthetic scenes")
     option("--timing-budget", type=float, help="seconds of timed runs per network")
     option("--compare", type=_names, help="zoo networks to measure and proxy-train alike for the plot, e.g. "
            "lpsnet-s,lpsnet-m,lpsnet-l")  # fmt: skip
@@ -49,6 +50,12 @@ def register(subparsers: Any) -> None:
     option("--resume", action="store_true", help="continue the run in -o")
     option("--latencies", type=Path, help="with --resume: a board's `edgekit scale-measure` output")
     parser.set_defaults(func=run)
+
+
+def _defaults() -> Dict[str, Any]:
+    from edgekit.scale.search import DEFAULT_RULE, ScaleConfig
+
+    return {**dataclass_defaults(ScaleConfig), "timing_budget": DEFAULT_RULE.budget_s}
 
 
 def run(args: argparse.Namespace) -> int:

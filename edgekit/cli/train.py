@@ -4,9 +4,17 @@ import argparse
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
-from edgekit.cli.common import console, non_negative_int, parse_size, positive_float, positive_int
+from edgekit.cli.common import (
+    console,
+    dataclass_defaults,
+    library_defaults_help,
+    non_negative_int,
+    parse_size,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -16,6 +24,7 @@ def register(subparsers: Any) -> None:
         description="Train with per-epoch validation; best.pt, last.pt, metrics.jsonl and training_curve.png go to "
         "--out. Ctrl-C or SIGTERM saves a resumable last.pt. Options left out take the defaults of the library's "
         "edgekit.train.TrainConfig.",
+        formatter_class=library_defaults_help(_defaults),
     )
     parser.add_argument("--model", required=True, help="zoo model name (see `edgekit models`)")
     parser.add_argument(
@@ -29,10 +38,10 @@ def register(subparsers: Any) -> None:
     # Options left out stay out of the namespace, so TrainConfig's defaults apply: one owner for each default.
     option = partial(parser.add_argument, default=argparse.SUPPRESS)
     option("--input-size", type=parse_size, help="training WxH")
-    option("--epochs", type=positive_int)
+    option("--epochs", type=positive_int, help="passes over the training set")
     option("--time-budget", dest="time_budget_s", metavar="SECONDS", type=positive_float,
            help="stop after this many seconds (validation included)")  # fmt: skip
-    option("--batch-size", type=positive_int)
+    option("--batch-size", type=positive_int, help="images per step (per process under torchrun)")
     option("--lr", type=positive_float, help="base learning rate")
     option("--optimizer", choices=("adam", "sgd"))
     option("--schedule", choices=("poly", "cyclic"), help="poly decay, or ESPNetv2's hybrid cyclic schedule")
@@ -43,7 +52,7 @@ def register(subparsers: Any) -> None:
     option("--resume", type=Path, help="continue a run from its last.pt exactly")
     option("--overwrite", action="store_true", help="replace an earlier run in --out (without it only --resume may)")
     option("--workers", dest="num_workers", metavar="N", type=non_negative_int, help="data-loading processes")
-    option("--seed", type=int)
+    option("--seed", type=int, help="seed of the weights, the data order and the synthetic scenes")
     option("--synthetic-train", type=positive_int, help="synthetic training scenes (no --data)")
     option("--synthetic-val", type=positive_int, help="synthetic validation scenes (no --data)")
     option("--crop", dest="crop_size", metavar="WxH", type=parse_size,
@@ -52,6 +61,12 @@ def register(subparsers: Any) -> None:
     option("--no-augment", dest="augment", action="store_false",
            help="no random scale, crop, flip or colour jitter")  # fmt: skip
     parser.set_defaults(func=run)
+
+
+def _defaults() -> Dict[str, Any]:
+    from edgekit.train import TrainConfig
+
+    return dataclass_defaults(TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
