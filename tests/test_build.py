@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from edgekit.board.bundle import Bundle
 from edgekit.board.classes import cityscapes_classes
 from edgekit.board.preprocess import ESPNET_CITYSCAPES
-from edgekit.build import real_data_source, synthetic_calibration_warning
+from edgekit.build import BuildOptions, build, real_data_source, synthetic_calibration_warning
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
@@ -142,3 +144,63 @@ def test_calibration_warning_only_for_real_data_weights_without_calib() -> None:
         "espnet", {}, cityscapes_classes(), ESPNET_CITYSCAPES, {}, meta={"trained_with": {"data": None}}
     )
     assert synthetic_calibration_warning(synthetic, None, quantized) is None
+
+
+def test_the_printed_run_command_is_one_that_run_takes(tmp_path: Path) -> None:
+    """The line `edgekit build` prints after a build goes through `edgekit run`'s own parser (it once named a
+    --model flag that run does not have)."""
+    from edgekit.cli import build_parser
+    from edgekit.cli.build import run_command
+
+    command = run_command(tmp_path / "bundle")
+    assert command[:2] == ["edgekit", "run"]
+    args = build_parser().parse_args(command[1:])
+    assert args.func.__module__ == "edgekit.cli.run"
+    assert args.bundle == tmp_path / "bundle" and args.source == "0"
+
+
+def test_the_cli_leaves_the_build_defaults_to_build_options() -> None:
+    """The flags with a library default reach BuildOptions only when given, so its defaults are the only ones."""
+    from edgekit.build import BuildOptions
+    from edgekit.cli import build_parser
+    from edgekit.cli.build import LIBRARY_DEFAULTS
+
+    fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    assert set(LIBRARY_DEFAULTS) <= fields
+    plain = vars(build_parser().parse_args(["build", "--target", "cpu-x86"]))
+    assert not set(LIBRARY_DEFAULTS) & set(plain)
+    given = vars(
+        build_parser().parse_args(["build", "--target", "cpu-x86", "--train-seconds", "9", "--eval-scenes", "3"])
+    )
+    assert (given["train_seconds"], given["eval_scenes"]) == (9.0, 3)
+
+
+def test_each_stage_is_a_task_and_a_log_line(
+    tiny_espnet_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """build() takes no console: each stage is an events task and ends in one plain "✓ [i/n] stage" record."""
+    from edgekit.board import events
+
+    seen: list[str] = []
+
+    class Recorder(events.Renderer):
+        def started(self, task: events.Task) -> None:
+            seen.append(task.description)
+
+    options = BuildOptions(
+        target="cpu-x86", checkpoint=tiny_espnet_checkpoint, input_size=(64, 32), precision="fp32", eval_scenes=1,
+        output=tmp_path / "b",
+    )  # fmt: skip
+    previous = events.install(Recorder())
+    try:
+        with caplog.at_level(logging.INFO, logger="edgekit"):
+            result = build(options)
+    finally:
+        events.install(previous)
+    names = ["model", "export", "fp16", "accuracy", "classmap", "compile", "bundle"]
+    assert [s.name for s in result.stages] == names
+    stage_tasks = [d for d in seen if d.startswith("[")]
+    assert [d.split(":")[0] for d in stage_tasks] == [f"[{i}/7] {name}" for i, name in enumerate(names, 1)]
+    done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("✓")]
+    assert [line.split(" (")[0] for line in done] == [f"✓ [{i}/7] {name}" for i, name in enumerate(names, 1)]
+    assert f"loaded {tiny_espnet_checkpoint}" in done[0] and "[green]" not in "".join(done)

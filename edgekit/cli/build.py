@@ -1,8 +1,9 @@
 """``edgekit build --target NAME``: checkpoint (or official weights, or nothing) -> deployable bundle."""
 
 import argparse
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 from edgekit.cli.common import console, non_negative_int, parse_size, positive_float, positive_int
 
@@ -25,10 +26,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--strict", action="store_true", help="fail instead of substituting an available precision")
     parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the target's)")
     parser.add_argument(
-        "--train-seconds", type=positive_float, default=300.0, help="training time budget (default 300)"
-    )
+        "--train-seconds", type=positive_float, default=argparse.SUPPRESS,
+        help="training time budget in seconds (default: edgekit.build.BuildOptions')",
+    )  # fmt: skip
     parser.add_argument("--train-size", type=parse_size, help="training crop WxH (default: half the input size)")
-    parser.add_argument("--eval-scenes", type=positive_int, default=8, help="held-out scenes for the accuracy figures")
+    parser.add_argument(
+        "--eval-scenes", type=positive_int, default=argparse.SUPPRESS,
+        help="held-out scenes for the accuracy figures (default: BuildOptions')",
+    )  # fmt: skip
     parser.add_argument(
         "--dla-core", type=non_negative_int, help="build for this DLA core (GPU fallback on) where compiling"
     )
@@ -37,10 +42,20 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+# Flags whose default is BuildOptions' own: absent from the namespace unless given (argparse.SUPPRESS).
+LIBRARY_DEFAULTS = ("train_seconds", "eval_scenes")
+
+
+def run_command(root: Path) -> List[str]:
+    """The `edgekit run` line printed after a build (tests parse it with run's own parser)."""
+    return ["edgekit", "run", "--bundle", str(root), "--source", "0", "--show"]
+
+
 def run(args: argparse.Namespace) -> int:
     from edgekit.board.compile import board_command
     from edgekit.build import BuildOptions, build
 
+    given = {name: getattr(args, name) for name in LIBRARY_DEFAULTS if hasattr(args, name)}
     result = build(
         BuildOptions(
             target=args.target,
@@ -53,24 +68,24 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             strict=args.strict,
             input_size=args.input_size,
-            train_seconds=args.train_seconds,
             train_size=args.train_size,
-            eval_scenes=args.eval_scenes,
             dla_core=args.dla_core,
             compile=not args.no_compile,
             output=args.output,
-        ),
-        console,
+            **given,
+        )
     )
     root = result.bundle.root
     console.print(f"\n[bold]bundle:[/bold] {root}  ({result.seconds:.0f} s; report: {root / 'report.md'})")
-    if result.engine_built:
-        console.print(f"engine: {result.compile_note}. Run it: edgekit run --bundle {root} ...")
-    else:
-        console.print(f"engine: {result.compile_note}")
-        if result.bundle.manifest.target_profile["backend"] == "tensorrt":
-            console.print(
-                f"[bold]on the board:[/bold] copy {root.name}/ there, then `{board_command(root)}`; "
-                f"meanwhile it runs anywhere with onnxruntime ({result.bundle.manifest.artifacts.runtime_onnx})"
-            )
+    console.print(f"engine: {result.compile_note}")
+    if not result.engine_built and result.bundle.manifest.target_profile["backend"] == "tensorrt":
+        console.print(
+            f"[bold]on the board:[/bold] copy {root.name}/ there, then `{board_command(root)}`; "
+            f"meanwhile it runs anywhere with onnxruntime ({result.bundle.manifest.artifacts.runtime_onnx})"
+        )
+    console.print(
+        f"run it: `{shlex.join(run_command(root))}` (--source 0 is the first USB camera; a video file, an image "
+        "folder or rtsp://... also work)",
+        highlight=False,
+    )
     return 0
