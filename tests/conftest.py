@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from edgekit.board.classes import ClassSet
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -76,126 +77,89 @@ def write_frames() -> Any:
     return write
 
 
-# --- tiny ESPNet bundles for the runner, backend, source and sink tests (exported here, no build needed) ---
+# --- tiny bundles for the runner, backend, source, sink, bench and report tests: made by `edgekit build` itself ---
 TINY_SIZE = (128, 64)  # (width, height): small enough that a frame infers in milliseconds on one CPU core
 
 
-def _export_tiny_bundle(
-    destination: Path, normalize_in_graph: bool, argmax: bool, size: tuple[int, int] = TINY_SIZE
-) -> Path:
-    """ESPNet (random weights, seed 0) with optional in-graph normalisation/ArgMax, as a real edgekit bundle."""
+def _seeded_checkpoint(path: Path, classes: ClassSet, size: tuple[int, int], **model_kwargs: Any) -> Path:
+    """A randomly initialised ESPNet (seed 0) saved as an edgekit checkpoint: the input of export and build."""
     import torch
 
-    from edgekit.board.bundle import Artifacts, BundleWriter, InputSpec, Manifest, ModelInfo, OutputSpec
-    from edgekit.board.classes import cityscapes_classes
-    from edgekit.board.preprocess import ESPNET_CITYSCAPES
-    from edgekit.models import build_model
-    from edgekit.models.complexity import measure
-
-    torch.manual_seed(0)
-    net = build_model("espnet", num_classes=20).eval()
-    preprocessing = ESPNET_CITYSCAPES.with_size(*size)
-    gain, bias = (torch.from_numpy(a).view(1, 3, 1, 1) for a in preprocessing.affine())
-
-    class Deployed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-            self.register_buffer("gain", gain)
-            self.register_buffer("bias", bias)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.net(x.float() * self.gain + self.bias if normalize_in_graph else x)
-            return out.argmax(dim=1).to(torch.uint8) if argmax else out
-
-    width, height = size
-    counted = measure(net, size)
-    dtype = torch.uint8 if normalize_in_graph else torch.float32
-    example = torch.zeros(1, 3, height, width, dtype=dtype)
-    with BundleWriter(destination) as writer, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as edgekit export uses
-        torch.onnx.export(
-            Deployed().eval(), (example,), str(writer.path("model.onnx")), opset_version=17,
-            input_names=["input"], output_names=["classmap" if argmax else "logits"], dynamo=False,
-        )  # fmt: skip
-        manifest = Manifest(
-            model=ModelInfo("espnet", {}, params=counted.params, macs=counted.macs),
-            classes=cityscapes_classes(),
-            preprocessing=preprocessing,
-            input=InputSpec("input", [1, 3, height, width], "uint8" if normalize_in_graph else "float32",
-                            normalized_in_graph=normalize_in_graph),
-            output=OutputSpec("classmap", "classmap", "uint8") if argmax else OutputSpec("logits", "logits"),
-            target="test", target_profile={}, precision="fp32", precision_choice={},
-            artifacts=Artifacts(onnx={"fp32": "model.onnx"}, runtime_onnx="model.onnx"),
-        )  # fmt: skip
-        return writer.commit(manifest).root
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """uint8 input normalised in-graph, class map from in-graph ArgMax: the runner's fast path."""
-    return _export_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-uint8-argmax", True, True)
-
-
-@pytest.fixture(scope="session")
-def tiny_logits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """float32 normalised input, float logits out: the general path."""
-    return _export_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-float-logits", False, False)
-
-
-@pytest.fixture(scope="session")
-def tiny_espnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seeded, randomly initialised ESPNet (p=1, q=1, 5 classes) checkpoint at 128x64, for export/quantize."""
-    import torch
-
-    from edgekit.board.classes import ClassSet
     from edgekit.board.preprocess import ESPNET_CITYSCAPES
     from edgekit.checkpoint import Checkpoint
     from edgekit.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("espnet", num_classes=5, p=1, q=1)
-    path = tmp_path_factory.mktemp("tiny_espnet") / "espnet.ckpt"
-    return Checkpoint(
-        model_name="espnet",
-        model_kwargs={"p": 1, "q": 1},
-        classes=ClassSet.generic(5),
-        preprocessing=ESPNET_CITYSCAPES.with_size(128, 64),
-        state_dict=model.state_dict(),
-    ).save(path)
+    model = build_model("espnet", num_classes=len(classes), **model_kwargs)
+    preprocessing = ESPNET_CITYSCAPES.with_size(*size)
+    return Checkpoint("espnet", model_kwargs, classes, preprocessing, model.state_dict()).save(path)
 
 
-# --- benchmark results for the bench and report tests: the tiny bundle plus a real Q/DQ INT8 variant ---
 @pytest.fixture(scope="session")
-def int8_bundle(tiny_logits_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny float bundle plus a real Q/DQ INT8 variant made by onnxruntime's static quantizer."""
-    import shutil
+def tiny_cityscapes_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ESPNet (random weights, seed 0) with the 20 Cityscapes classes and the authors' preprocessing at TINY_SIZE."""
+    from edgekit.board.classes import cityscapes_classes
 
-    import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    path = tmp_path_factory.mktemp("tiny_cityscapes") / "espnet.ckpt"
+    return _seeded_checkpoint(path, cityscapes_classes(), TINY_SIZE)
 
-    from edgekit.board.bundle import Bundle, BundleWriter
 
-    source = Bundle.load(tiny_logits_bundle)
-    shape = source.manifest.input.shape
-    rng = np.random.default_rng(0)
+def _build_tiny(checkpoint: Path, destination: Path, target: str, precision: str, **options: Any) -> Path:
+    """`edgekit build` from a checkpoint (no training) at TINY_SIZE, one held-out scene, no engine."""
+    from edgekit.build import BuildOptions, build
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"input": rng.normal(size=shape).astype(np.float32)} for _ in range(4)])
+    made = build(
+        BuildOptions(
+            target=target, checkpoint=checkpoint, input_size=TINY_SIZE, precision=precision, strict=True,
+            eval_scenes=1, compile=False, output=destination, **options,
+        )
+    )  # fmt: skip
+    return made.bundle.root
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
 
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_cityscapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `edgekit build --target cpu-x86` makes: float32 input, an int32 class map out (ArgMax head)."""
+    return _build_tiny(tiny_cityscapes_checkpoint, tmp_path_factory.mktemp("bundles") / "tiny-cpu", "cpu-x86", "fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_logits_onnx(tiny_cityscapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `edgekit export` writes from the same checkpoint: float32 input, float logits out (the general path;
+    a bundle always ends in the class-map head, a plain ONNX file need not)."""
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.export import export_onnx
+
+    output = tmp_path_factory.mktemp("onnx") / "tiny-logits.onnx"
+    return export_onnx(Checkpoint.load(tiny_cityscapes_checkpoint), output).output
+
+
+@pytest.fixture(scope="session")
+def tiny_uint8_onnx(tiny_cityscapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `edgekit export --normalize-in-graph --argmax` writes: uint8 input normalised in-graph, a class map
+    out (the runner's fast path)."""
+    from edgekit.checkpoint import Checkpoint
+    from edgekit.export import export_onnx
+
+    output = tmp_path_factory.mktemp("onnx") / "tiny-uint8-argmax.onnx"
+    checkpoint = Checkpoint.load(tiny_cityscapes_checkpoint)
+    return export_onnx(checkpoint, output, normalize_in_graph=True, argmax=True).output
+
+
+@pytest.fixture(scope="session")
+def tiny_espnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, randomly initialised ESPNet (p=1, q=1, 5 classes) checkpoint at 128x64, for export/quantize."""
+    path = tmp_path_factory.mktemp("tiny_espnet") / "espnet.ckpt"
+    return _seeded_checkpoint(path, ClassSet.generic(5), TINY_SIZE, p=1, q=1)
+
+
+# --- benchmark results for the bench and report tests: a built bundle with FP32 and Q/DQ INT8 variants ---
+@pytest.fixture(scope="session")
+def int8_bundle(tiny_cityscapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `edgekit build --target titan-x-pascal` makes (FP32 and INT8, no FP16 on Pascal), calibrated on 4
+    synthetic scenes."""
     destination = tmp_path_factory.mktemp("bench") / "tiny-int8"
-    with BundleWriter(destination) as writer:
-        shutil.copy(source.runtime_onnx, writer.path("model.onnx"))
-        quantize_static(str(source.runtime_onnx), str(writer.path("model.int8.onnx")), Reader(),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        per_channel=True)  # fmt: skip
-        manifest = source.manifest
-        manifest.artifacts.onnx = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-        return writer.commit(manifest).root
+    return _build_tiny(tiny_cityscapes_checkpoint, destination, "titan-x-pascal", "int8", calib_count=4)
 
 
 @pytest.fixture(scope="session")

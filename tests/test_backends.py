@@ -48,23 +48,33 @@ def test_auto_picks_onnxruntime_for_a_bundle_without_engine_and_says_why(
 
 
 def test_uint8_fast_path_and_ingraph_argmax_match_the_float_logits_model(
-    tiny_bundle: Path, tiny_logits_bundle: Path
+    tiny_bundle: Path, tiny_uint8_onnx: Path, tiny_logits_onnx: Path
 ) -> None:
-    """Same weights exported twice: uint8 + in-graph normalisation + ArgMax vs float input + logits."""
-    fast, general = Bundle.load(tiny_bundle), Bundle.load(tiny_logits_bundle)
+    """Same weights three ways: the built bundle (float input, int32 class-map head), `edgekit export
+    --normalize-in-graph --argmax` (uint8 + in-graph normalisation + ArgMax) and plain float input + logits."""
+    built = Bundle.load(tiny_bundle)
+    preprocessing = built.preprocessing
     frame = street_frame()
-    with open_backend(fast) as uint8_model, open_backend(general) as float_model:
+    with (
+        open_backend(built) as bundle_model,
+        open_backend(tiny_uint8_onnx) as uint8_model,
+        open_backend(tiny_logits_onnx) as float_model,
+    ):
+        assert bundle_model.input_dtype == np.float32 and bundle_model.output_kind == "classmap"
         assert uint8_model.input_dtype == np.uint8 and uint8_model.output_kind == "classmap"
         assert float_model.input_dtype == np.float32 and float_model.output_kind == "logits"
-        assert uint8_model.input_shape == (1, 3, 64, 128)
-        classmap = uint8_model.infer(fast.preprocessing.to_uint8_chw(frame))
-        logits = float_model.infer(general.preprocessing(frame))
-    assert classmap.shape == (1, 64, 128) and logits.shape == (1, 20, 64, 128)
+        assert bundle_model.input_shape == uint8_model.input_shape == (1, 3, 64, 128)
+        built_map = bundle_model.infer(preprocessing(frame))
+        classmap = uint8_model.infer(preprocessing.to_uint8_chw(frame))
+        logits = float_model.infer(preprocessing(frame))
+    assert built_map.shape == classmap.shape == (1, 64, 128) and logits.shape == (1, 20, 64, 128)
+    assert built_map.dtype == np.int32  # the class-map head ends in Cast to int32
+    assert (built_map == logits.argmax(axis=1)).mean() > 0.999
     assert (classmap == logits.argmax(axis=1)).mean() > 0.999
 
 
-def test_plain_onnx_file_and_thread_settings(tiny_logits_bundle: Path) -> None:
-    onnx_file = Bundle.load(tiny_logits_bundle).runtime_onnx
+def test_plain_onnx_file_and_thread_settings(tiny_logits_onnx: Path) -> None:
+    onnx_file = tiny_logits_onnx
     assert choose_backend(resolve_model(onnx_file)) == ("onnxruntime", "a plain ONNX file was given")
     backend = open_backend(onnx_file, intra_op_threads=1, spin_wait=False)
     assert backend.details()["intra_op_threads"] == 1 and backend.details()["spin_wait"] is False
@@ -121,13 +131,13 @@ def test_engine_for_another_gpu_or_tensorrt_is_refused_naming_both(tmp_path: Pat
 
 
 @pytest.mark.skipif(TRT_MISSING is not None, reason=f"TensorRT backend cannot run here: {TRT_MISSING}")
-def test_tensorrt_engine_matches_onnxruntime(tiny_logits_bundle: Path, tmp_path: Path) -> None:
+def test_tensorrt_engine_matches_onnxruntime(tiny_logits_onnx: Path, tiny_bundle: Path, tmp_path: Path) -> None:
     """Build a real engine from the tiny ONNX with TensorRT's own parser and compare with onnxruntime."""
     import tensorrt as trt
 
     from edgekit.board.backends.tensorrt_backend.runner import TensorRTBackend
 
-    onnx_file = Bundle.load(tiny_logits_bundle).runtime_onnx
+    onnx_file = tiny_logits_onnx
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     explicit_batch = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1  # the flag 10.x made the only mode
@@ -137,7 +147,7 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_logits_bundle: Path, tmp_path:
     plan = builder.build_serialized_network(network, builder.create_builder_config())
     engine = tmp_path / "tiny.engine"
     engine.write_bytes(bytes(plan))
-    frame = Bundle.load(tiny_logits_bundle).preprocessing(street_frame())
+    frame = Bundle.load(tiny_bundle).preprocessing(street_frame())  # the same checkpoint's preprocessing
     with TensorRTBackend(engine) as trt_backend, open_backend(onnx_file) as reference:
         assert trt_backend.output_kind == "logits"
         assert np.abs(trt_backend.infer(frame) - reference.infer(frame)).max() < 1e-2

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import run_edgekit as edgekit
 
+from edgekit.board.bundle import ONNX_FILES
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -158,7 +160,7 @@ def test_a_file_that_is_not_onnx_is_one_line(
     command: str, content: bytes | str, tiny_bundle: Path, tmp_path: Path
 ) -> None:
     fake = tmp_path / "model.onnx"
-    fake.write_bytes(content if isinstance(content, bytes) else (tiny_bundle / "model.onnx").read_bytes()[:5000])
+    fake.write_bytes(content if isinstance(content, bytes) else (tiny_bundle / ONNX_FILES["fp32"]).read_bytes()[:5000])
     images = tmp_path / "images"
     images.mkdir()
     args = {
@@ -169,6 +171,6 @@ def test_a_file_that_is_not_onnx_is_one_line(
 
 
 def test_an_onnx_given_as_checkpoint_is_one_line(tiny_bundle: Path, tmp_path: Path) -> None:
-    result = edgekit("export", "--checkpoint", str(tiny_bundle / "model.onnx"), "-o", str(tmp_path / "x.onnx"))
+    result = edgekit("export", "--checkpoint", str(tiny_bundle / ONNX_FILES["fp32"]), "-o", str(tmp_path / "x.onnx"))
     line = assert_one_line_error(result, "is not an edgekit checkpoint", "ONNX model")
     assert "weights_only" not in result.stderr and len(line) < 300

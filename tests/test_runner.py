@@ -19,10 +19,10 @@ import pytest
 from conftest import fill_up
 
 from edgekit.board import events
-from edgekit.board.backends import open_backend
+from edgekit.board.backends import open_backend, resolve_model
 from edgekit.board.backends.base import Backend
 from edgekit.board.bundle import Bundle
-from edgekit.board.pipeline import PipelineError, run_pipeline
+from edgekit.board.pipeline import PipelineError, model_inputs, run_pipeline
 from edgekit.board.sinks import open_sinks
 from edgekit.board.sinks.base import NullSink, OutputFrame
 from edgekit.board.sources import open_source
@@ -59,20 +59,22 @@ def frame_count(video: Path) -> int:
 
 
 @needs_gstreamer
-@pytest.mark.parametrize("fixture", ["tiny_bundle", "tiny_logits_bundle"])
+@pytest.mark.parametrize("fixture", ["tiny_bundle", "tiny_logits_onnx", "tiny_uint8_onnx"])
 def test_every_frame_of_a_prerolled_source_reaches_every_sink(
     fixture: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    bundle = Bundle.load(request.getfixturevalue(fixture))
-    backend = open_backend(bundle)
+    """A built bundle (class map), an exported ONNX with logits and one with uint8 input: every path."""
+    model = resolve_model(request.getfixturevalue(fixture))
+    backend = open_backend(model)
+    preprocessing, classes = model_inputs(model)
     sinks = open_sinks(output=tmp_path / "out.mp4", save_frames=tmp_path / "frames")
     cv2.setNumThreads(3)  # the caller's OpenCV setting, single-threaded only while the stages run
     stats = run_pipeline(
         backend,
         open_source(TEST_PATTERN.format(n=12)),
         sinks,
-        bundle.preprocessing,
-        bundle.classes,
+        preprocessing,
+        classes,
         inference_only_iterations=3,
         stats_path=tmp_path / "stats.json",
     )

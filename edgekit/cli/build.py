@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"run it: `{shlex.join(run_command(root))}` (--source 0 is the first USB camera; a video file, an image "
         "folder or rtsp://... also work)",
+        markup=False,
         highlight=False,
     )
     return 0
