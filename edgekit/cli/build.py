@@ -2,17 +2,28 @@
 
 import argparse
 import shlex
+from functools import partial
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Dict, List
 
-from edgekit.cli.common import console, non_negative_int, parse_size, positive_float, positive_int
+from edgekit.cli.common import (
+    console,
+    dataclass_defaults,
+    library_defaults_help,
+    non_negative_int,
+    parse_size,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "build",
         help="train/import, export, quantize and compile a bundle for a device profile",
-        description="With no --checkpoint or --weights, trains the model briefly on synthetic street scenes first.",
+        description="With no --checkpoint or --weights, trains the model briefly on synthetic street scenes first. "
+        "Options left out take the defaults of the library's edgekit.build.BuildOptions.",
+        formatter_class=library_defaults_help(_defaults),
     )
     parser.add_argument("--target", required=True, help="device profile name (`edgekit targets`) or profile YAML")
     parser.add_argument("--model", help="zoo model (`edgekit models`; default espnet, or the checkpoint's)")
@@ -25,15 +36,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the target's")
     parser.add_argument("--strict", action="store_true", help="fail instead of substituting an available precision")
     parser.add_argument("--input-size", type=parse_size, help="network input WxH (default: the target's)")
-    parser.add_argument(
-        "--train-seconds", type=positive_float, default=argparse.SUPPRESS,
-        help="training time budget in seconds (default: edgekit.build.BuildOptions')",
-    )  # fmt: skip
+    # Options left out stay out of the namespace, so BuildOptions' defaults apply: one owner for each default.
+    option = partial(parser.add_argument, default=argparse.SUPPRESS)
+    option("--train-seconds", type=positive_float, help="training time budget in seconds")
     parser.add_argument("--train-size", type=parse_size, help="training crop WxH (default: half the input size)")
-    parser.add_argument(
-        "--eval-scenes", type=positive_int, default=argparse.SUPPRESS,
-        help="held-out scenes for the accuracy figures (default: BuildOptions')",
-    )  # fmt: skip
+    option("--eval-scenes", type=positive_int, help="held-out scenes for the accuracy figures")
     parser.add_argument(
         "--dla-core", type=non_negative_int, help="build for this DLA core (GPU fallback on) where compiling"
     )
@@ -42,8 +49,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-# Flags whose default is BuildOptions' own: absent from the namespace unless given (argparse.SUPPRESS).
-LIBRARY_DEFAULTS = ("train_seconds", "eval_scenes")
+def _defaults() -> Dict[str, Any]:
+    from edgekit.build import BuildOptions
+
+    return dataclass_defaults(BuildOptions)
 
 
 def run_command(root: Path) -> List[str]:
@@ -52,29 +61,13 @@ def run_command(root: Path) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from edgekit.board.compile import board_command
     from edgekit.build import BuildOptions, build
 
-    given = {name: getattr(args, name) for name in LIBRARY_DEFAULTS if hasattr(args, name)}
-    result = build(
-        BuildOptions(
-            target=args.target,
-            model=args.model,
-            checkpoint=args.checkpoint,
-            weights=args.weights,
-            data=args.data,
-            calib=args.calib,
-            calib_count=args.calib_count,
-            precision=args.precision,
-            strict=args.strict,
-            input_size=args.input_size,
-            train_size=args.train_size,
-            dla_core=args.dla_core,
-            compile=not args.no_compile,
-            output=args.output,
-            **given,
-        )
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(BuildOptions) if hasattr(args, f.name)}
+    result = build(BuildOptions(**given, compile=not args.no_compile))
     root = result.bundle.root
     console.print(f"\n[bold]bundle:[/bold] {root}  ({result.seconds:.0f} s; report: {root / 'report.md'})")
     console.print(f"engine: {result.compile_note}")
