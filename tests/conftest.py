@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgekit.board import events
 from edgekit.board.classes import ClassSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +25,18 @@ def run_edgekit(*args: str, cwd: Path = REPO, timeout: float = 120) -> subproces
         [sys.executable, "-m", "edgekit", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
     )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def library_channel_as_an_embedding_user_gets_it() -> Iterator[None]:
+    """An in-process ``main()`` installs the CLI's renderer and console handler for good; each test starts from
+    the library's defaults (plain log records, tasks as log lines) whatever ran before it."""
+    logger = logging.getLogger("edgekit")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    events.install(events.Renderer())
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -59,3 +59,15 @@ def test_console_handler_prints_plain_lines_and_marks_warnings_without_reading_m
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
     assert out.getvalue().splitlines() == ["wrote [bold]model.onnx[/bold]", "warning: 12 images calibrate"]
+
+
+def test_rich_renderer_draws_nothing_when_the_console_is_not_a_terminal() -> None:
+    """Piped or in CI the bars would only leave a blank line per task between the log records."""
+    out = io.StringIO()
+    previous = events.install(render.RichRenderer(Console(file=out, force_terminal=False)))
+    try:
+        with events.task("stage", total=None), events.task("frames", total=2) as frames:
+            frames.advance(2)
+    finally:
+        events.install(previous)
+    assert out.getvalue() == ""

@@ -48,6 +48,8 @@ class RichRenderer(events.Renderer):
         self._ids: Dict[int, TaskID] = {}
 
     def started(self, task: events.Task) -> None:
+        if not self.target.is_terminal:
+            return  # piped or in CI: no bars (rich would leave a blank line per task); the log records remain
         with self._lock:
             if self._display is None:
                 self._display = Progress(
