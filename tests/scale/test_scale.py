@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from edgekit.scale.space import MAX_STEP_LENGTH, TINY, Arch, plan_step, slope
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def stub_latency(arch: Arch) -> float:
@@ -100,7 +99,7 @@ def _edgekit(*args: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
 SMALL = ["--target", "cpu-x86", "--input-size", "64x32", "--proxy-seconds", "1", "--max-steps", "1",

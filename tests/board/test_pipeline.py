@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import fill_up
+from conftest import REPO, fill_up
 
 from edgekit.board import events
 from edgekit.board.backends import open_backend, resolve_model
@@ -34,7 +34,6 @@ needs_gstreamer = pytest.mark.skipif(
 )
 TEST_PATTERN = "gst://videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width=160,height=120"
 LIVE_PATTERN = "gst://videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate={fps}"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def edgekit(*args: str, **kwargs: object) -> subprocess.Popen[str]:

@@ -110,7 +110,7 @@ def test_strict_precision_refuses_before_any_work(tmp_path: Path, capsys: pytest
 
 def test_compile_here_says_what_is_missing(nano_bundle: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
     if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("TensorRT is installed here; tests/test_tensorrt_build.py builds real engines")
+        pytest.skip("TensorRT is installed here; tests/board/backends/test_tensorrt_build.py builds real engines")
     assert main(["compile", "--bundle", str(nano_bundle[0])]) == 2
     assert "tensorrt does not import" in capsys.readouterr().err
 

@@ -147,7 +147,8 @@ def test_host_commands_say_which_python_they_need() -> None:
 
 
 def test_a_wheel_carries_every_profile_and_names_no_host_package(tmp_path: Path) -> None:
-    """`pip install --no-deps` of a wheel built from this tree lists every profile from another folder."""
+    """`pip install --no-deps` of a wheel built from this tree carries every module and lists every profile from
+    another folder."""
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
@@ -157,6 +158,9 @@ def test_a_wheel_carries_every_profile_and_names_no_host_package(tmp_path: Path)
     with zipfile.ZipFile(wheel) as archive:
         metadata_name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = email.parser.Parser().parsestr(archive.read(metadata_name).decode())
+        packed = {n for n in archive.namelist() if n.endswith(".py")}
+    # every module of the tree is in the wheel (a folder without __init__.py is left out by find:)
+    assert {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py")} <= packed
     base = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
     names = {re.split(r"[ ;<>=!]", requirement)[0].lower() for requirement in base}
     assert "numpy" in names and not names & {*HOST_PACKAGES, "opencv-python", "opencv-python-headless"}

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from conftest import run_edgekit as edgekit
 
 from edgekit.board.bundle import ONNX_FILES
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:

@@ -23,8 +23,6 @@ from edgekit.errors import EdgekitError
 from edgekit.models import build_model
 from edgekit.quant import RECOMMENDED_IMAGES, load_calibration
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def last_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err

@@ -17,13 +17,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from edgekit.board.synthetic import generate_scene
 from edgekit.checkpoint import Checkpoint
 from edgekit.cli import build_parser, main
 from edgekit.train import TrainConfig, TrainResult, evaluate, learning_rate, train
-
-REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
     "input_size": (64, 32),
