@@ -1,7 +1,8 @@
 """Build a TensorRT engine from a bundle's ONNX, with the names valid for each release from 8.2 to 11.x.
 
 One code path serves every release; the names that exist only in some releases sit behind ``has(release, NAME)``
-(see :mod:`.releases`, whose table ``tests/board/backends/test_tensorrt_names.py`` checks against each release's bindings).
+(see :mod:`.releases`, whose table ``tests/board/backends/test_tensorrt_names.py`` checks against each release's
+bindings).
 
 Precision per release (see shared/reference/tensorrt-api.md §4-5):
 - 8.2-8.4: FP16/INT8 builder flags; INT8 from the FP32 ONNX plus the bundle's calibration cache, handed to

@@ -1,8 +1,9 @@
 """The TensorRT releases edgekit runs on, and the TensorRT names it uses only on some of them.
 
 Every module that touches ``tensorrt`` puts a name that exists only in some releases behind ``has(release, NAME)``
-in the branch that uses it; ``tests/board/backends/test_tensorrt_names.py`` parses those modules and checks every TensorRT name
-against the per-release binding dump in ``shared/reference/tensorrt-api-by-version.json``, so ``GATED`` cannot drift.
+in the branch that uses it; ``tests/board/backends/test_tensorrt_names.py`` parses those modules and checks every
+TensorRT name against the per-release binding dump in ``shared/reference/tensorrt-api-by-version.json``, so ``GATED``
+cannot drift.
 """
 
 from typing import Dict, Optional, Tuple
