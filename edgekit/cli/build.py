@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]on the board:[/bold] copy {root.name}/ there, then `{board_command(root)}`; "
             f"meanwhile it runs anywhere with onnxruntime ({result.bundle.manifest.artifacts.runtime_onnx})"
         )
+    command = " ".join(shlex.quote(word) for word in run_command(root))  # shlex.join is 3.8+
     console.print(
-        f"run it: `{shlex.join(run_command(root))}` (--source 0 is the first USB camera; a video file, an image "
+        f"run it: `{command}` (--source 0 is the first USB camera; a video file, an image "
         "folder or rtsp://... also work)",
         markup=False,
         highlight=False,
