@@ -11,7 +11,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ from edgekit.models import build_model, check_input_size
 
 FORMAT = "edgekit-checkpoint"
 VERSION = 1
+
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass
@@ -79,10 +81,15 @@ class Checkpoint:
                 handle.flush()
                 os.fsync(handle.fileno())
             tmp.replace(path)
-        except (OSError, RuntimeError) as exc:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
-            cause = _os_error_in(exc)  # torch reports a failed write as RuntimeError("unexpected pos ...")
-            if cause is None:
+            interrupt = _in_chain(exc, KeyboardInterrupt)
+            if interrupt is not None and interrupt is not exc:
+                # Ctrl-C/SIGTERM inside torch's zip writer comes out of its __exit__ as "unexpected pos": it is
+                # still the interrupt (the CLI exits 130/143), not a traceback
+                raise interrupt from None
+            cause = _in_chain(exc, OSError)  # torch reports a failed write as RuntimeError("unexpected pos ...")
+            if cause is None or not isinstance(exc, (OSError, RuntimeError)):
                 raise
             failure = medium_failure(
                 cause, path.parent, f"{path} was not written (the previous one, if any, is intact)"
@@ -122,11 +129,11 @@ class Checkpoint:
         )
 
 
-def _os_error_in(exc: BaseException) -> OSError | None:
-    """The OSError an exception is, or was raised while handling (torch wraps write errors)."""
+def _in_chain(exc: BaseException, kind: type[E]) -> E | None:
+    """The exception of ``kind`` that ``exc`` is, or was raised while handling (torch wraps write errors)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
