@@ -58,8 +58,10 @@ class StopRequest:
 @contextmanager
 def deferred_interrupts() -> Iterator[StopRequest]:
     """The first SIGINT/SIGTERM only sets the yielded request, so the step in progress completes and the caller
-    stops at a consistent point; a second one raises :class:`Interrupted` at once. Outside the main thread
-    signals cannot be caught and nothing changes. The previous handlers are restored after."""
+    stops at a consistent point; a second one raises :class:`Interrupted` at once. A request the body did not act
+    on (one that came after its last check, e.g. during the final validation) is raised when the body ends, so no
+    Ctrl-C is lost (one was: ``edgekit scale`` trained on). Outside the main thread signals cannot be caught and
+    nothing changes. The previous handlers are restored after."""
     request = StopRequest()
     if not _in_main_thread():
         yield request
@@ -76,3 +78,5 @@ def deferred_interrupts() -> Iterator[StopRequest]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+    if request.requested:
+        raise request.interrupted()

@@ -18,18 +18,15 @@ import json
 import logging
 import platform
 import shutil
-import signal
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from edgekit.bench.zoo import random_checkpoint
 from edgekit.board import events
 from edgekit.board.classes import ClassSet
+from edgekit.board.interrupts import sigterm_as_interrupt
 from edgekit.board.measure.fingerprint import device_fingerprint
 from edgekit.board.measure.timing import StopRule
 from edgekit.board.scale_measure import (
@@ -171,20 +168,6 @@ def choose_measurement(target: Target, precision: str, requested: str = "auto") 
     if requested == "here":
         raise EdgekitError(f"{target.name} cannot be measured on this machine: {reason}; {board_steps}")
     return Measurement("kit", target.backend, f"{reason}: each round writes a kit for `edgekit scale-measure`")
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt like Ctrl-C, so both leave the same resumable state."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _classes(data: Path | None, input_size: tuple[int, int]) -> ClassSet:

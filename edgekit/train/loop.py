@@ -178,6 +178,8 @@ class Trainer:
             except KeyboardInterrupt:
                 self._after_interrupt()
                 raise
+            if stop.requested and self.env.main:  # came after the last check; raised as the block ends
+                log.info("interrupted after the last step: the run is complete, %s is saved", self.best_path)
         if self.env.main and self.state.history:
             plot_history(self.state.history, self.config.out_dir / "training_curve.png")
         if self.state.skipped and self.env.main:

@@ -172,7 +172,7 @@ def test_sigterm_then_resume_remeasures_nothing_and_ctrl_c_stops_cleanly(tmp_pat
     before = _wait_for(out, lambda s: TINY.key in s["proxy"] and len(s["latencies"]) >= 4, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "--resume" in stderr
     interrupted = _family(out)
     assert len(interrupted["latencies"]) >= len(before["latencies"])
@@ -181,7 +181,7 @@ def test_sigterm_then_resume_remeasures_nothing_and_ctrl_c_stops_cleanly(tmp_pat
     grown = _wait_for(out, lambda s: len(s["latencies"]) >= len(interrupted["latencies"]) + 2, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signal.SIGINT, stderr
     for key, record in interrupted["latencies"].items():
         assert grown["latencies"][key] == record  # kept, not measured again
     assert grown["proxy"][TINY.key] == interrupted["proxy"][TINY.key]  # not trained again
