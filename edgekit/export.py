@@ -363,11 +363,13 @@ def _random_feed(session: Any, seed: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: float = 0.05) -> Fp16Report:
+def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: float | None = 0.05) -> Fp16Report:
     """FP16 weights/activations with onnxconverter-common, verified against the FP32 model in onnxruntime.
 
     Verification feeds the exported model's own synthetic scenes through its metadata preprocessing when present,
     otherwise deterministic normal noise (a shape/dtype check; FP16 accuracy is then reported, not judged).
+    ``tolerance=None`` reports agreement without judging it: for random-weight networks timed for latency only,
+    whose near-tied logits flip under FP16 (84.38 % agreement measured on a scale candidate).
     """
     import onnx
     from onnxconverter_common import float16
@@ -418,7 +420,8 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
             agreements.append(float((out == ref).mean()))
     max_diff = max(diffs) if diffs else None
     agreement = min(agreements)
-    if agreement < 1.0 - tolerance:
+    if tolerance is not None and agreement < 1.0 - tolerance:
+        dst.unlink()  # not left where a later run (or --resume) would take it for a verified model
         raise EdgekitError(
             f"FP16 model {dst} agrees with FP32 on only {agreement:.2%} of pixels; keep FP32 for this model"
         )
