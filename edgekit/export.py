@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -390,11 +391,41 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
             node_block_list=[node.name for node in model.graph.node if node.op_type == "Cast"],
         )
     onnx.checker.check_model(converted)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(converted, str(dst))
-
-    reference, candidate = ort_session(src), ort_session(dst)
     notes = [f"{len(caught)} converter warnings (values outside the FP16 range clamped)"] if caught else []
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # Verified under a staged name and renamed into place only when accepted: a rejected or interrupted
+    # conversion leaves no unverified model where a later run (or scale's --resume) would take it, and a previous
+    # model at dst as it was.
+    staged = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    try:
+        onnx.save(converted, str(staged))
+        verified_on, max_diff, agreement = _fp16_agreement(src, staged, model, keep_io_types, notes)
+        if tolerance is not None and agreement < 1.0 - tolerance:
+            raise EdgekitError(
+                f"FP16 conversion of {src} agrees with FP32 on only {agreement:.2%} of pixels; keep FP32 for this "
+                f"model ({dst} was not written)"
+            )
+        staged.replace(dst)
+    finally:
+        staged.unlink(missing_ok=True)
+    return Fp16Report(
+        source=src,
+        output=dst,
+        keep_io_types=keep_io_types,
+        verified_on=verified_on,
+        max_abs_diff=max_diff,
+        argmax_agreement=agreement,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+    )
+
+
+def _fp16_agreement(
+    src: Path, fp16: Path, model: Any, keep_io_types: bool, notes: list[str]
+) -> tuple[int, float | None, float]:
+    """(inputs compared, max |FP16 - FP32| on logits or None, worst class-map agreement) over the model's synthetic
+    scenes, or deterministic noise when it has no edgekit metadata (noted)."""
+    reference, candidate = ort_session(src), ort_session(fp16)
     feeds: list[dict[str, np.ndarray]]
     try:
         from edgekit.board.synthetic import synthetic_frames
@@ -418,23 +449,7 @@ def convert_fp16(src: Path, dst: Path, keep_io_types: bool = True, tolerance: fl
             agreements.append(float((out.argmax(1) == ref.argmax(1)).mean()))
         else:
             agreements.append(float((out == ref).mean()))
-    max_diff = max(diffs) if diffs else None
-    agreement = min(agreements)
-    if tolerance is not None and agreement < 1.0 - tolerance:
-        dst.unlink()  # not left where a later run (or --resume) would take it for a verified model
-        raise EdgekitError(
-            f"FP16 model {dst} agrees with FP32 on only {agreement:.2%} of pixels; keep FP32 for this model"
-        )
-    return Fp16Report(
-        source=src,
-        output=dst,
-        keep_io_types=keep_io_types,
-        verified_on=len(feeds),
-        max_abs_diff=max_diff,
-        argmax_agreement=agreement,
-        seconds=time.perf_counter() - started,
-        notes=notes,
-    )
+    return len(feeds), max(diffs) if diffs else None, min(agreements)
 
 
 def classmap_head_for(target: Target | None) -> str:

@@ -77,6 +77,11 @@ def test_fp16_agreement_is_judged_unless_the_caller_only_times_it(tiny_espnet_ch
     assert not (tmp_path / "strict.fp16.onnx").exists()  # a rejected model is not left behind
     report = convert_fp16(fp32, tmp_path / "timed.fp16.onnx", tolerance=None)
     assert report.output.is_file() and 0.0 < report.argmax_agreement <= 1.0
+    accepted = report.output.read_bytes()
+    with pytest.raises(EdgekitError, match="was not written"):
+        convert_fp16(fp32, report.output, tolerance=-0.01)
+    assert report.output.read_bytes() == accepted  # the previous model is kept as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "timed.fp16.onnx"]  # no staged file left
 
 
 def test_bare_onnx_asks_for_a_checkpoint(tmp_path: Path) -> None:
